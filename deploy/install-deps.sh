@@ -6,7 +6,7 @@ set -eu
 packages="build-essential cmake pkg-config clang libclang-rt-14-dev \
 libuv1-dev libsodium-dev libsecp256k1-dev libsqlite3-dev sqlite3 libmicrohttpd-dev \
 libjansson-dev libcurl4-openssl-dev libsystemd-dev libcriterion-dev \
-python3 python3-prometheus-client"
+python3 python3-prometheus-client python3-jsonschema python3-yaml"
 
 missing=""
 for p in $packages; do

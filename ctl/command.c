@@ -1,0 +1,147 @@
+/* What the noun files share: reading dmsgd's documents, printing views, following pages. */
+#include "command.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "util.h"
+
+json_t *ctl_parse_body(struct ctl *ctl, const char *body, size_t len, const char *what)
+{
+    json_error_t jerr;
+    json_t *doc = json_loadb(body != NULL ? body : "", len, 0, &jerr);
+
+    if (!json_is_object(doc)) {
+        fprintf(ctl->err,
+                "dmsgctl: dmsgd's answer for %s is not the JSON object the API describes (%s) "
+                "— dmsgctl and dmsgd may be of different versions: compare `dmsgctl --version` "
+                "with the version `dmsgctl info` shows\n",
+                what, doc == NULL ? jerr.text : "not an object");
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+int ctl_bad_document(struct ctl *ctl, const char *what, const char *member)
+{
+    fprintf(ctl->err,
+            "dmsgctl: dmsgd's answer for %s lacks `%s' or has it of another type — dmsgctl "
+            "and dmsgd may be of different versions: compare `dmsgctl --version` with "
+            "`dmsgctl info`\n",
+            what, member);
+    return CTL_EXIT_REFUSED;
+}
+
+int ctl_emit(struct ctl *ctl, struct view *v)
+{
+    int rc = output_emit(ctl->out, v);
+
+    view_free(v);
+    return rc == 0 ? CTL_EXIT_OK : CTL_EXIT_OUTPUT;
+}
+
+char *ctl_path_pk(const char *prefix, const char *pk)
+{
+    return xasprintf("%s/%s", prefix, pk);
+}
+
+/* Appends "&name=value" (or "?name=value" first) to a path being built. */
+void ctl_query(struct strbuf *path, const char *name, const char *value)
+{
+    sb_printf(path, "%c%s=", strchr(path->s, '?') != NULL ? '&' : '?', name);
+    sb_query_escape(path, value);
+}
+
+int ctl_get_paged(struct ctl *ctl, const struct ctl_paging *pg, char **body, size_t *len)
+{
+    json_t *joined = NULL, *items = NULL;
+    char cursor[128] = "";
+    long long remaining = pg->want > 0 ? pg->want : -1;
+    size_t pages = 0;
+    int rc = CTL_EXIT_OK;
+
+    *body = NULL;
+    *len = 0;
+    for (;;) {
+        struct strbuf path = {0};
+        struct http_response resp;
+        long long page = remaining > 0 && remaining < 1000 ? remaining : 1000;
+        json_t *doc, *arr, *next;
+        char num[32];
+
+        sb_printf(&path, "%s", pg->path);
+        snprintf(num, sizeof num, "%lld", page);
+        ctl_query(&path, "limit", num);
+        if (cursor[0] != '\0')
+            ctl_query(&path, pg->cursor_param, cursor);
+        rc = http_call(ctl, "GET", path.s, NULL, &resp);
+        sb_free(&path);
+        if (rc != CTL_EXIT_OK)
+            break;
+        doc = ctl_parse_body(ctl, resp.body.s, resp.body.len, pg->path);
+        if (doc == NULL) {
+            http_response_free(&resp);
+            rc = CTL_EXIT_REFUSED;
+            break;
+        }
+        if (pages == 0 && (json_is_null(json_object_get(doc, pg->next_key)) ||
+                           remaining == page)) {
+            /* One page is all there is: hand it on unchanged. */
+            json_decref(doc);
+            *body = resp.body.s;
+            *len = resp.body.len;
+            resp.body.s = NULL;
+            http_response_free(&resp);
+            return CTL_EXIT_OK;
+        }
+        http_response_free(&resp);
+        arr = jarr(doc, pg->array_key);
+        next = json_object_get(doc, pg->next_key);
+        if (arr == NULL || next == NULL) {
+            rc = ctl_bad_document(ctl, pg->path, arr == NULL ? pg->array_key : pg->next_key);
+            json_decref(doc);
+            break;
+        }
+        if (joined == NULL) {
+            joined = doc;
+            items = arr;
+        } else {
+            json_array_extend(items, arr);
+            json_object_set(joined, pg->next_key, next);
+            json_decref(doc);
+        }
+        pages++;
+        if (remaining > 0)
+            remaining -= (long long)json_array_size(arr);
+        if (json_is_null(next) || remaining == 0 || json_array_size(arr) == 0)
+            break;
+        if (json_is_string(next))
+            snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        else if (json_is_integer(next))
+            snprintf(cursor, sizeof cursor, "%lld", (long long)json_integer_value(next));
+        else {
+            rc = ctl_bad_document(ctl, pg->path, pg->next_key);
+            break;
+        }
+    }
+    if (rc == CTL_EXIT_OK && joined != NULL) {
+        *body = json_dumps(joined, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        if (*body == NULL)
+            fatal_bug("cannot encode the joined pages");
+        *len = strlen(*body);
+    }
+    json_decref(joined);
+    return rc;
+}
+
+void ctl_now_rfc3339(char *out, size_t cap)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+
+    gmtime_r(&now, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

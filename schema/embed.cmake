@@ -1,0 +1,16 @@
+# Writes OUT: a C array of the migrations in FILES, in order. Migration N is FILES[N-1] and takes
+# the database from user_version N-1 to N.
+set(body "/* generated from the .sql files of schema/ by schema/embed.cmake; do not edit */\n#include <stddef.h>\n\n")
+string(APPEND body "const char *const dmsg_schema_migrations[] = {\n")
+set(count 0)
+foreach(f ${FILES})
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+  get_filename_component(name ${f} NAME)
+  string(APPEND body "    /* ${name} */\n    \"${sql}\",\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst size_t dmsg_schema_migration_count = ${count};\n")
+file(WRITE ${OUT} "${body}")
