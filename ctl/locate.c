@@ -35,7 +35,10 @@ static void add_candidate(struct candidates *c, const char *path)
         if (strcmp(c->path[i], path) == 0)
             return;
     }
-    snprintf(c->path[c->n++], CTL_PATH_MAX, "%s", path);
+    size_t len = strlen(path);
+    if (len >= CTL_PATH_MAX)
+        return; /* a truncated path would name another file */
+    memcpy(c->path[c->n++], path, len + 1);
 }
 
 void ctl_default_state_dir(const char *(*env)(const char *name), bool is_root, char *out,

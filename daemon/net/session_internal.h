@@ -100,7 +100,7 @@ struct dmsg_session {
     dmsg_session_callbacks cb;
     void *ctx;
 
-    session_hs *hs; /* handshake state, NULL once OPEN */
+    session_hs *hs; /* handshake state, NULL once message 3 is done (settling too) */
     dmsg_yamux ymx; /* initialised when OPEN */
     bool ymx_live;
     dmsg_noise_tx tx;

@@ -77,7 +77,9 @@ void dmsg_session_config_default(dmsg_session_config *cfg);
 
 typedef struct dmsg_session_callbacks {
     /* Handshake finished; the remote static key is known. Return non-zero to refuse the session
-     * (it is then closed with that error and on_close follows). */
+     * (it is then closed with that error and on_close follows). Client role: it comes only once
+     * the server had time to read message 3 alone (2 x handshake RTT + 20 ms, at most 1 s, or
+     * the server's first bytes); until then the state stays HANDSHAKE and nothing is sent. */
     int (*on_ready)(dmsg_session *s, void *ctx);
     /* The peer opened a stream; it is already accepted (ACK sent). Set its callbacks with
      * dmsg_stream_set_callbacks() before returning, or the stream is reset. */

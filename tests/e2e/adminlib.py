@@ -160,7 +160,8 @@ def assert_problem(case, answer, status, code, field=None):
 
 def ctl(daemon, *args, timeout=30, json_out=False):
     """Runs dmsgctl -c <daemon's config> ARGS; returns (exit code, stdout text, stderr text)."""
-    argv = [dmsgctl_bin(), "-c", daemon.config_path]
+    # A loaded machine (ASan, 50 parallel clients) may take longer than dmsgctl's default 10 s.
+    argv = [dmsgctl_bin(), "-c", daemon.config_path, "--timeout", "60"]
     if json_out:
         argv.append("--json")
     argv += list(args)
