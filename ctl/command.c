@@ -43,6 +43,100 @@ int ctl_emit(struct ctl *ctl, struct view *v)
     return rc == 0 ? CTL_EXIT_OK : CTL_EXIT_OUTPUT;
 }
 
+int ctl_call_and_render(struct ctl *ctl, const char *method, const char *path,
+                        const char *json_body, ctl_render_fn *render)
+{
+    struct http_response resp;
+    int rc = http_call(ctl, method, path, json_body, &resp);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rc = render(ctl, resp.body.s, resp.body.len);
+    http_response_free(&resp);
+    return rc;
+}
+
+int ctl_get_pk_and_render(struct ctl *ctl, const char *prefix, ctl_render_fn *render)
+{
+    char *path = ctl_path_pk(prefix, ctl->args.pk);
+    int rc = ctl_call_and_render(ctl, "GET", path, NULL, render);
+
+    free(path);
+    return rc;
+}
+
+int ctl_delete_pk(struct ctl *ctl, const char *prefix)
+{
+    struct http_response resp;
+    char *path = ctl_path_pk(prefix, ctl->args.pk);
+    int rc = http_call(ctl, "DELETE", path, NULL, &resp);
+
+    free(path);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    http_response_free(&resp);
+    return CTL_EXIT_OK;
+}
+
+int ctl_render_list(struct ctl *ctl, const char *body, size_t len, const struct ctl_list *l)
+{
+    json_t *doc = ctl_parse_body(ctl, body, len, l->what);
+    json_t *list, *item;
+    struct view *v;
+    struct view_table *t;
+    long long total;
+    size_t i;
+
+    if (doc == NULL)
+        return CTL_EXIT_REFUSED;
+    if ((list = jarr(doc, l->array_key)) == NULL) {
+        json_decref(doc);
+        return ctl_bad_document(ctl, l->what, l->array_key);
+    }
+    v = view_new();
+    view_set_raw(v, body, len, RAW_JSON);
+    t = view_add_table(v, l->table_name, l->cols, l->ncols, l->empty);
+    json_array_foreach(list, i, item)
+        l->row(t, item);
+    if (l->total_noun != NULL && jint(doc, "total", &total) &&
+        (size_t)total > json_array_size(list))
+        view_message(v, "%zu of %lld %s shown", json_array_size(list), total, l->total_noun);
+    json_decref(doc);
+    return ctl_emit(ctl, v);
+}
+
+void json_int_cell(struct view_table *t, const json_t *obj, const char *key)
+{
+    long long n;
+    bool has = jint(obj, key, &n);
+
+    cell_int(t, has, n);
+}
+
+void json_duration_cell(struct view_table *t, const json_t *obj, const char *key)
+{
+    long long n;
+    bool has = jint(obj, key, &n);
+
+    cell_duration(t, has, n);
+}
+
+void json_bytes_cell(struct view_table *t, const json_t *obj, const char *key)
+{
+    long long n;
+    bool has = jint(obj, key, &n);
+
+    cell_bytes(t, has, n);
+}
+
+void json_bool_cell(struct view_table *t, const json_t *obj, const char *key)
+{
+    bool b = false; /* read (not used) even when absent: keeps the load defined */
+    bool has = jbool(obj, key, &b);
+
+    cell_bool(t, has, b);
+}
+
 char *ctl_path_pk(const char *prefix, const char *pk)
 {
     return xasprintf("%s/%s", prefix, pk);
@@ -134,6 +228,20 @@ int ctl_get_paged(struct ctl *ctl, const struct ctl_paging *pg, char **body, siz
         *len = strlen(*body);
     }
     json_decref(joined);
+    return rc;
+}
+
+int ctl_get_paged_and_render(struct ctl *ctl, const struct ctl_paging *pg,
+                             ctl_render_fn *render)
+{
+    char *body;
+    size_t len;
+    int rc = ctl_get_paged(ctl, pg, &body, &len);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rc = render(ctl, body, len);
+    free(body);
     return rc;
 }
 

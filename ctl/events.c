@@ -67,14 +67,6 @@ static const struct column other_cols[] = {
 
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 
-static void int_cell(struct view_table *t, const json_t *e, const char *key)
-{
-    long long n;
-    bool has = jint(e, key, &n);
-
-    cell_int(t, has, n);
-}
-
 /* A stream end as DMSG writes addresses: pk:port (shortened key for people). */
 static void end_cell(struct view_table *t, const json_t *end)
 {
@@ -91,72 +83,62 @@ static void end_cell(struct view_table *t, const json_t *end)
     cell_pair(t, human, plain);
 }
 
+/* Adds the table of one event of this type and starts its row with the time and the type. */
+static struct view_table *event_row(struct view *v, const char *type, const struct column *cols,
+                                    size_t ncols, const json_t *e)
+{
+    struct view_table *t = view_add_table(v, type, cols, ncols, NULL);
+
+    table_row(t);
+    cell_time(t, jstr(e, "at"));
+    cell_str(t, type);
+    return t;
+}
+
 static void fill_event(struct view *v, const char *type, const json_t *e, const char *data)
 {
     struct view_table *t;
 
     if (strcmp(type, "session_up") == 0) {
-        t = view_add_table(v, type, session_up_cols, NCOLS(session_up_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
+        t = event_row(v, type, session_up_cols, NCOLS(session_up_cols), e);
         cell_str(t, jstr(e, "public_key"));
         cell_str(t, jstr(e, "kind"));
         cell_str(t, jstr(e, "remote_address"));
     } else if (strcmp(type, "session_down") == 0) {
-        t = view_add_table(v, type, session_down_cols, NCOLS(session_down_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
+        t = event_row(v, type, session_down_cols, NCOLS(session_down_cols), e);
         cell_str(t, jstr(e, "public_key"));
         cell_str(t, jstr(e, "kind"));
         cell_str(t, jstr(e, "reason"));
-        {
-            long long n;
-            bool has = jint(e, "duration_seconds", &n);
-            cell_duration(t, has, n);
-        }
+        json_duration_cell(t, e, "duration_seconds");
     } else if (strcmp(type, "stream_open") == 0) {
-        t = view_add_table(v, type, stream_open_cols, NCOLS(stream_open_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
-        int_cell(t, e, "id");
+        t = event_row(v, type, stream_open_cols, NCOLS(stream_open_cols), e);
+        json_int_cell(t, e, "id");
         end_cell(t, jobj(e, "initiator"));
         end_cell(t, jobj(e, "responder"));
         cell_str(t, jstr(e, "path"));
         cell_pk(t, jstr(e, "via_peer"), true);
     } else if (strcmp(type, "stream_close") == 0) {
-        t = view_add_table(v, type, stream_close_cols, NCOLS(stream_close_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
-        int_cell(t, e, "id");
+        t = event_row(v, type, stream_close_cols, NCOLS(stream_close_cols), e);
+        json_int_cell(t, e, "id");
         cell_str(t, jstr(e, "reason"));
-        int_cell(t, e, "bytes_forward");
-        int_cell(t, e, "bytes_reverse");
-        int_cell(t, e, "duration_ms");
+        json_int_cell(t, e, "bytes_forward");
+        json_int_cell(t, e, "bytes_reverse");
+        json_int_cell(t, e, "duration_ms");
     } else if (strcmp(type, "peer_link") == 0) {
-        t = view_add_table(v, type, peer_link_cols, NCOLS(peer_link_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
+        t = event_row(v, type, peer_link_cols, NCOLS(peer_link_cols), e);
         cell_str(t, jstr(e, "public_key"));
         cell_str(t, jstr(e, "address"));
         cell_str(t, jstr(e, "previous_state"));
         cell_str(t, jstr(e, "state"));
         cell_str(t, jstr(e, "error"));
     } else if (strcmp(type, "route_setup") == 0) {
-        t = view_add_table(v, type, route_setup_cols, NCOLS(route_setup_cols), NULL);
-        table_row(t);
-        cell_time(t, jstr(e, "at"));
-        cell_str(t, type);
-        int_cell(t, e, "id");
+        t = event_row(v, type, route_setup_cols, NCOLS(route_setup_cols), e);
+        json_int_cell(t, e, "id");
         cell_pk(t, jstr(e, "requester"), true);
         cell_pk(t, jstr(e, "source"), true);
         cell_pk(t, jstr(e, "destination"), true);
         cell_str(t, jstr(e, "state"));
-        int_cell(t, e, "duration_ms");
+        json_int_cell(t, e, "duration_ms");
         cell_str(t, jstr(e, "error"));
     } else {
         /* A type newer than this dmsgctl: show it rather than drop it. */

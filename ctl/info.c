@@ -73,30 +73,6 @@ static const struct column info_cols[] = {
     {"schema_version", "schema version", 0},
 };
 
-static void int_cell(struct view_table *t, const json_t *o, const char *key)
-{
-    long long n;
-    bool has = jint(o, key, &n);
-
-    cell_int(t, has, n);
-}
-
-static void duration_cell(struct view_table *t, const json_t *o, const char *key)
-{
-    long long n;
-    bool has = jint(o, key, &n);
-
-    cell_duration(t, has, n);
-}
-
-static void bool_cell(struct view_table *t, const json_t *o, const char *key)
-{
-    bool b;
-    bool has = jbool(o, key, &b);
-
-    cell_bool(t, has, b);
-}
-
 int render_info(struct ctl *ctl, const char *body, size_t len)
 {
     json_t *doc = ctl_parse_body(ctl, body, len, "info");
@@ -120,9 +96,9 @@ int render_info(struct ctl *ctl, const char *body, size_t len)
     t = view_add_record(v, "info", info_cols, sizeof info_cols / sizeof info_cols[0], NULL);
     cell_str(t, jstr(doc, "public_key"));
     cell_str(t, jstr(doc, "version"));
-    int_cell(t, doc, "pid");
+    json_int_cell(t, doc, "pid");
     cell_time(t, jstr(doc, "started_at"));
-    duration_cell(t, doc, "uptime_seconds");
+    json_duration_cell(t, doc, "uptime_seconds");
     cell_str(t, jstr(doc, "config_path"));
     cell_str(t, jstr(doc, "state_dir"));
     cell_str(t, jstr(addr, "local"));
@@ -132,20 +108,20 @@ int render_info(struct ctl *ctl, const char *body, size_t len)
     cell_str(t, jstr(addr, "admin_socket"));
     cell_str(t, jstr(addr, "admin_tcp"));
     cell_str(t, jstr(disc, "url"));
-    bool_cell(t, disc, "embedded");
-    int_cell(t, lim, "max_sessions");
-    int_cell(t, lim, "max_sessions_hard");
-    int_cell(t, lim, "max_streams_per_session");
-    bool_cell(t, rs, "enabled");
-    int_cell(t, counts, "sessions");
-    int_cell(t, counts, "client_sessions");
-    int_cell(t, counts, "peer_sessions");
-    int_cell(t, counts, "streams");
-    int_cell(t, counts, "peers");
-    int_cell(t, counts, "peers_up");
+    json_bool_cell(t, disc, "embedded");
+    json_int_cell(t, lim, "max_sessions");
+    json_int_cell(t, lim, "max_sessions_hard");
+    json_int_cell(t, lim, "max_streams_per_session");
+    json_bool_cell(t, rs, "enabled");
+    json_int_cell(t, counts, "sessions");
+    json_int_cell(t, counts, "client_sessions");
+    json_int_cell(t, counts, "peer_sessions");
+    json_int_cell(t, counts, "streams");
+    json_int_cell(t, counts, "peers");
+    json_int_cell(t, counts, "peers_up");
     cell_str(t, jstr(doc, "log_level"));
-    duration_cell(t, doc, "update_interval_seconds");
-    int_cell(t, doc, "schema_version");
+    json_duration_cell(t, doc, "update_interval_seconds");
+    json_int_cell(t, doc, "schema_version");
     json_decref(doc);
     return ctl_emit(ctl, v);
 }
@@ -181,11 +157,11 @@ int render_health(struct ctl *ctl, const char *body, size_t len)
     cell_str(t, status);
     cell_str(t, jstr(doc, "version"));
     cell_str(t, jstr(doc, "public_key"));
-    duration_cell(t, doc, "uptime_seconds");
-    int_cell(t, doc, "sessions");
-    int_cell(t, peers, "total");
-    int_cell(t, peers, "up");
-    bool_cell(t, doc, "route_setup");
+    json_duration_cell(t, doc, "uptime_seconds");
+    json_int_cell(t, doc, "sessions");
+    json_int_cell(t, peers, "total");
+    json_int_cell(t, peers, "up");
+    json_bool_cell(t, doc, "route_setup");
     cell_str(t, jstr(doc, "store"));
     rc = ctl_emit(ctl, v);
     if (rc == CTL_EXIT_OK && strcmp(status, "degraded") == 0)
@@ -205,14 +181,7 @@ int render_health(struct ctl *ctl, const char *body, size_t len)
 
 static int run_info(struct ctl *ctl)
 {
-    struct http_response resp;
-    int rc = http_call(ctl, "GET", "/v1/info", NULL, &resp);
-
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_info(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
-    return rc;
+    return ctl_call_and_render(ctl, "GET", "/v1/info", NULL, render_info);
 }
 
 static int run_health(struct ctl *ctl)

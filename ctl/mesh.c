@@ -38,8 +38,6 @@ static void table_rows(struct view_table *t, json_t *peers, json_t *inbound_only
 {
     json_t *p;
     size_t i;
-    long long n;
-    bool b, has;
 
     json_array_foreach(peers, i, p) {
         const json_t *link = jobj(p, "link");
@@ -49,10 +47,8 @@ static void table_rows(struct view_table *t, json_t *peers, json_t *inbound_only
         cell_str(t, jstr(p, "source"));
         cell_str(t, jstr(link, "state"));
         cell_time(t, jstr(link, "since"));
-        has = jbool(link, "inbound", &b);
-        cell_bool(t, has, b);
-        has = jint(link, "streams", &n);
-        cell_int(t, has, n);
+        json_bool_cell(t, link, "inbound");
+        json_int_cell(t, link, "streams");
         cell_str(t, jstr(link, "last_error"));
     }
     json_array_foreach(inbound_only, i, p) {
@@ -63,8 +59,7 @@ static void table_rows(struct view_table *t, json_t *peers, json_t *inbound_only
         cell_str(t, NULL);
         cell_time(t, jstr(p, "established_at"));
         cell_bool(t, true, true);
-        has = jint(p, "streams", &n);
-        cell_int(t, has, n);
+        json_int_cell(t, p, "streams");
         cell_str(t, NULL);
     }
 }
@@ -152,16 +147,21 @@ int render_mesh(struct ctl *ctl, const char *body, size_t len, bool dot)
     return ctl_emit(ctl, v);
 }
 
+static int render_mesh_table(struct ctl *ctl, const char *body, size_t len)
+{
+    return render_mesh(ctl, body, len, false);
+}
+
+static int render_mesh_dot(struct ctl *ctl, const char *body, size_t len)
+{
+    return render_mesh(ctl, body, len, true);
+}
+
 static int run_mesh(struct ctl *ctl)
 {
-    struct http_response resp;
-    int rc = http_call(ctl, "GET", "/v1/mesh", NULL, &resp);
-
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_mesh(ctl, resp.body.s, resp.body.len, (ctl->args.given & OPT_DOT) != 0);
-    http_response_free(&resp);
-    return rc;
+    return ctl_call_and_render(ctl, "GET", "/v1/mesh", NULL,
+                               (ctl->args.given & OPT_DOT) != 0 ? render_mesh_dot
+                                                                : render_mesh_table);
 }
 
 const struct ctl_command cmd_mesh = {"mesh", &noun_mesh, OPT_DOT, run_mesh};

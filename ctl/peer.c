@@ -70,10 +70,6 @@ static const struct column record_cols[] = {
 static void list_row(struct view_table *t, const json_t *p)
 {
     const json_t *link = jobj(p, "link");
-    long long streams;
-    bool inbound;
-    bool has_streams = jint(link, "streams", &streams);
-    bool has_inbound = jbool(link, "inbound", &inbound);
 
     table_row(t);
     cell_str(t, jstr(p, "public_key"));
@@ -81,40 +77,30 @@ static void list_row(struct view_table *t, const json_t *p)
     cell_str(t, jstr(p, "source"));
     cell_str(t, jstr(link, "state"));
     cell_time(t, jstr(link, "since"));
-    cell_int(t, has_streams, streams);
-    cell_bool(t, has_inbound, inbound);
+    json_int_cell(t, link, "streams");
+    json_bool_cell(t, link, "inbound");
     cell_str(t, jstr(p, "note"));
 }
 
+static const struct ctl_list peer_list = {
+    .what = "peer ls",
+    .array_key = "peers",
+    .table_name = "peers",
+    .cols = list_cols,
+    .ncols = sizeof list_cols / sizeof list_cols[0],
+    .empty = "no peers (add one with `dmsgctl peer add PK HOST:PORT')",
+    .total_noun = NULL,
+    .row = list_row,
+};
+
 int render_peer_list(struct ctl *ctl, const char *body, size_t len)
 {
-    json_t *doc = ctl_parse_body(ctl, body, len, "peer ls");
-    json_t *peers, *p;
-    struct view *v;
-    struct view_table *t;
-    size_t i;
-
-    if (doc == NULL)
-        return CTL_EXIT_REFUSED;
-    if ((peers = jarr(doc, "peers")) == NULL) {
-        json_decref(doc);
-        return ctl_bad_document(ctl, "peer ls", "peers");
-    }
-    v = view_new();
-    view_set_raw(v, body, len, RAW_JSON);
-    t = view_add_table(v, "peers", list_cols, sizeof list_cols / sizeof list_cols[0],
-                       "no peers (add one with `dmsgctl peer add PK HOST:PORT')");
-    json_array_foreach(peers, i, p)
-        list_row(t, p);
-    json_decref(doc);
-    return ctl_emit(ctl, v);
+    return ctl_render_list(ctl, body, len, &peer_list);
 }
 
 static void peer_record(struct view_table *t, const json_t *p)
 {
     const json_t *link = jobj(p, "link");
-    long long n;
-    bool b, has;
 
     cell_str(t, jstr(p, "public_key"));
     cell_str(t, jstr(p, "address"));
@@ -125,15 +111,11 @@ static void peer_record(struct view_table *t, const json_t *p)
     cell_time(t, jstr(link, "since"));
     cell_str(t, jstr(link, "remote_address"));
     cell_str(t, jstr(link, "last_error"));
-    has = jint(link, "attempts", &n);
-    cell_int(t, has, n);
-    has = jint(link, "reconnects", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, link, "attempts");
+    json_int_cell(t, link, "reconnects");
     cell_time(t, jstr(link, "next_attempt_at"));
-    has = jbool(link, "inbound", &b);
-    cell_bool(t, has, b);
-    has = jint(link, "streams", &n);
-    cell_int(t, has, n);
+    json_bool_cell(t, link, "inbound");
+    json_int_cell(t, link, "streams");
 }
 
 int render_peer(struct ctl *ctl, const char *body, size_t len, const char *title)
@@ -158,33 +140,27 @@ int render_peer(struct ctl *ctl, const char *body, size_t len, const char *title
 
 static int run_peer_ls(struct ctl *ctl)
 {
-    struct http_response resp;
-    int rc = http_call(ctl, "GET", "/v1/peers", NULL, &resp);
+    return ctl_call_and_render(ctl, "GET", "/v1/peers", NULL, render_peer_list);
+}
 
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_peer_list(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
-    return rc;
+static int render_peer_untitled(struct ctl *ctl, const char *body, size_t len)
+{
+    return render_peer(ctl, body, len, NULL);
 }
 
 static int run_peer_show(struct ctl *ctl)
 {
-    struct http_response resp;
-    char *path = ctl_path_pk("/v1/peers", ctl->args.pk);
-    int rc = http_call(ctl, "GET", path, NULL, &resp);
+    return ctl_get_pk_and_render(ctl, "/v1/peers", render_peer_untitled);
+}
 
-    free(path);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_peer(ctl, resp.body.s, resp.body.len, NULL);
-    http_response_free(&resp);
-    return rc;
+static int render_peer_added(struct ctl *ctl, const char *body, size_t len)
+{
+    return render_peer(ctl, body, len,
+                       "Peer added; its link is starting (see `dmsgctl peer show PK').");
 }
 
 static int run_peer_add(struct ctl *ctl)
 {
-    struct http_response resp;
     json_t *req = json_object();
     char *body;
     int rc;
@@ -197,27 +173,18 @@ static int run_peer_add(struct ctl *ctl)
     json_decref(req);
     if (body == NULL)
         fatal_bug("cannot encode the request (is the note valid UTF-8?)");
-    rc = http_call(ctl, "POST", "/v1/peers", body, &resp);
+    rc = ctl_call_and_render(ctl, "POST", "/v1/peers", body, render_peer_added);
     free(body);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_peer(ctl, resp.body.s, resp.body.len,
-                     "Peer added; its link is starting (see `dmsgctl peer show PK').");
-    http_response_free(&resp);
     return rc;
 }
 
 static int run_peer_rm(struct ctl *ctl)
 {
-    struct http_response resp;
-    char *path = ctl_path_pk("/v1/peers", ctl->args.pk);
-    int rc = http_call(ctl, "DELETE", path, NULL, &resp);
+    int rc = ctl_delete_pk(ctl, "/v1/peers");
     struct view *v;
 
-    free(path);
     if (rc != CTL_EXIT_OK)
         return rc;
-    http_response_free(&resp);
     v = view_new();
     view_message(v, "Peer %s removed; its link is closed.", ctl->args.pk);
     return ctl_emit(ctl, v);

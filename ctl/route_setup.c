@@ -85,27 +85,14 @@ int render_route_setup(struct ctl *ctl, const char *body, size_t len)
 
 static int run_status(struct ctl *ctl)
 {
-    struct http_response resp;
-    int rc = http_call(ctl, "GET", "/v1/route-setup", NULL, &resp);
-
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_route_setup(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
-    return rc;
+    return ctl_call_and_render(ctl, "GET", "/v1/route-setup", NULL, render_route_setup);
 }
 
 static int set_enabled(struct ctl *ctl, bool on)
 {
-    struct http_response resp;
-    int rc = http_call(ctl, "PUT", "/v1/route-setup",
-                       on ? "{\"enabled\":true}" : "{\"enabled\":false}", &resp);
-
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_route_setup(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
-    return rc;
+    return ctl_call_and_render(ctl, "PUT", "/v1/route-setup",
+                               on ? "{\"enabled\":true}" : "{\"enabled\":false}",
+                               render_route_setup);
 }
 
 static int run_on(struct ctl *ctl)
@@ -136,19 +123,15 @@ static const struct column route_cols[] = {
 static void route_row(struct view_table *t, const json_t *r)
 {
     long long n;
-    bool has;
 
     table_row(t);
-    has = jint(r, "id", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, r, "id");
     cell_time(t, jstr(r, "started_at"));
     cell_pk(t, jstr(r, "requester"), true);
     cell_pk(t, jstr(r, "source"), true);
     cell_pk(t, jstr(r, "destination"), true);
-    has = jint(r, "hops_forward", &n);
-    cell_int(t, has, n);
-    has = jint(r, "hops_reverse", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, r, "hops_forward");
+    json_int_cell(t, r, "hops_reverse");
     cell_str(t, jstr(r, "state"));
     if (jint(r, "duration_ms", &n)) {
         char human[32], plain[32];
@@ -161,36 +144,26 @@ static void route_row(struct view_table *t, const json_t *r)
     cell_str(t, jstr(r, "error"));
 }
 
+static const struct ctl_list route_setup_list = {
+    .what = "routes",
+    .array_key = "route_setups",
+    .table_name = "route_setups",
+    .cols = route_cols,
+    .ncols = sizeof route_cols / sizeof route_cols[0],
+    .empty = "no route setups recorded",
+    .total_noun = NULL,
+    .row = route_row,
+};
+
 int render_route_setups(struct ctl *ctl, const char *body, size_t len)
 {
-    json_t *doc = ctl_parse_body(ctl, body, len, "routes");
-    json_t *list, *r;
-    struct view *v;
-    struct view_table *t;
-    size_t i;
-
-    if (doc == NULL)
-        return CTL_EXIT_REFUSED;
-    if ((list = jarr(doc, "route_setups")) == NULL) {
-        json_decref(doc);
-        return ctl_bad_document(ctl, "routes", "route_setups");
-    }
-    v = view_new();
-    view_set_raw(v, body, len, RAW_JSON);
-    t = view_add_table(v, "route_setups", route_cols, sizeof route_cols / sizeof route_cols[0],
-                       "no route setups recorded");
-    json_array_foreach(list, i, r)
-        route_row(t, r);
-    json_decref(doc);
-    return ctl_emit(ctl, v);
+    return ctl_render_list(ctl, body, len, &route_setup_list);
 }
 
 static int run_routes(struct ctl *ctl)
 {
     struct strbuf path = {0};
     struct ctl_paging pg;
-    char *body;
-    size_t len;
     int rc;
 
     sb_printf(&path, "/v1/route-setups");
@@ -201,12 +174,8 @@ static int run_routes(struct ctl *ctl)
     pg.cursor_param = "before";
     pg.next_key = "next_before";
     pg.want = ctl->args.limit > 0 ? ctl->args.limit : ROUTES_DEFAULT_LIMIT;
-    rc = ctl_get_paged(ctl, &pg, &body, &len);
+    rc = ctl_get_paged_and_render(ctl, &pg, render_route_setups);
     sb_free(&path);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_route_setups(ctl, body, len);
-    free(body);
     return rc;
 }
 

@@ -62,7 +62,6 @@ static const struct column session_cols[] = {
     {"tx_bytes", "TX", COL_RIGHT},
     {"out_queued_bytes", "QUEUED", COL_RIGHT},
 };
-#define SESSION_NCOLS (sizeof session_cols / sizeof session_cols[0])
 
 static const struct column session_record_cols[] = {
     {"public_key", "public key", 0},      {"kind", "kind", 0},
@@ -74,54 +73,39 @@ static const struct column session_record_cols[] = {
 
 static void session_cells(struct view_table *t, const json_t *s, bool record)
 {
-    long long n;
-    bool has;
-
     cell_str(t, jstr(s, "public_key"));
     cell_str(t, jstr(s, "kind"));
     cell_str(t, jstr(s, "remote_address"));
     if (record)
         cell_time(t, jstr(s, "established_at"));
-    has = jint(s, "age_seconds", &n);
-    cell_duration(t, has, n);
-    has = jint(s, "idle_seconds", &n);
-    cell_duration(t, has, n);
-    has = jint(s, "streams", &n);
-    cell_int(t, has, n);
-    has = jint(s, "rx_bytes", &n);
-    cell_bytes(t, has, n);
-    has = jint(s, "tx_bytes", &n);
-    cell_bytes(t, has, n);
-    has = jint(s, "out_queued_bytes", &n);
-    cell_bytes(t, has, n);
+    json_duration_cell(t, s, "age_seconds");
+    json_duration_cell(t, s, "idle_seconds");
+    json_int_cell(t, s, "streams");
+    json_bytes_cell(t, s, "rx_bytes");
+    json_bytes_cell(t, s, "tx_bytes");
+    json_bytes_cell(t, s, "out_queued_bytes");
 }
+
+static void session_row(struct view_table *t, const json_t *s)
+{
+    table_row(t);
+    session_cells(t, s, false);
+}
+
+static const struct ctl_list session_list = {
+    .what = "sessions",
+    .array_key = "sessions",
+    .table_name = "sessions",
+    .cols = session_cols,
+    .ncols = sizeof session_cols / sizeof session_cols[0],
+    .empty = "no sessions",
+    .total_noun = "sessions",
+    .row = session_row,
+};
 
 int render_session_list(struct ctl *ctl, const char *body, size_t len)
 {
-    json_t *doc = ctl_parse_body(ctl, body, len, "sessions");
-    json_t *list, *s;
-    struct view *v;
-    struct view_table *t;
-    long long total;
-    size_t i;
-
-    if (doc == NULL)
-        return CTL_EXIT_REFUSED;
-    if ((list = jarr(doc, "sessions")) == NULL) {
-        json_decref(doc);
-        return ctl_bad_document(ctl, "sessions", "sessions");
-    }
-    v = view_new();
-    view_set_raw(v, body, len, RAW_JSON);
-    t = view_add_table(v, "sessions", session_cols, SESSION_NCOLS, "no sessions");
-    json_array_foreach(list, i, s) {
-        table_row(t);
-        session_cells(t, s, false);
-    }
-    if (jint(doc, "total", &total) && (size_t)total > json_array_size(list))
-        view_message(v, "%zu of %lld sessions shown", json_array_size(list), total);
-    json_decref(doc);
-    return ctl_emit(ctl, v);
+    return ctl_render_list(ctl, body, len, &session_list);
 }
 
 int render_session(struct ctl *ctl, const char *body, size_t len)
@@ -353,29 +337,16 @@ static int run_sessions(struct ctl *ctl)
 
 static int run_session_show(struct ctl *ctl)
 {
-    struct http_response resp;
-    char *path = ctl_path_pk("/v1/sessions", ctl->args.pk);
-    int rc = http_call(ctl, "GET", path, NULL, &resp);
-
-    free(path);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_session(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
-    return rc;
+    return ctl_get_pk_and_render(ctl, "/v1/sessions", render_session);
 }
 
 static int run_session_kick(struct ctl *ctl)
 {
-    struct http_response resp;
-    char *path = ctl_path_pk("/v1/sessions", ctl->args.pk);
-    int rc = http_call(ctl, "DELETE", path, NULL, &resp);
+    int rc = ctl_delete_pk(ctl, "/v1/sessions");
     struct view *v;
 
-    free(path);
     if (rc != CTL_EXIT_OK)
         return rc;
-    http_response_free(&resp);
     v = view_new();
     view_message(v, "Session of %s is closing; the client may reconnect.", ctl->args.pk);
     return ctl_emit(ctl, v);

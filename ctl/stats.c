@@ -135,19 +135,14 @@ int render_stats(struct ctl *ctl, const char *body, size_t len)
 static int run_stats(struct ctl *ctl)
 {
     struct strbuf path = {0};
-    struct http_response resp;
     int rc;
 
     sb_printf(&path, "/v1/stats");
     ctl_query(&path, "since", ctl->args.since != NULL ? ctl->args.since : "1h");
     if (ctl->args.series != NULL)
         ctl_query(&path, "series", ctl->args.series);
-    rc = http_call(ctl, "GET", path.s, NULL, &resp);
+    rc = ctl_call_and_render(ctl, "GET", path.s, NULL, render_stats);
     sb_free(&path);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_stats(ctl, resp.body.s, resp.body.len);
-    http_response_free(&resp);
     return rc;
 }
 

@@ -46,63 +46,42 @@ void stream_row(struct view_table *t, const json_t *s)
 {
     const json_t *ini = jobj(s, "initiator");
     const json_t *res = jobj(s, "responder");
-    long long n;
-    bool has;
 
     table_row(t);
-    has = jint(s, "id", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, s, "id");
     cell_str(t, jstr(s, "path"));
     cell_str(t, jstr(s, "state"));
     cell_pk(t, jstr(ini, "public_key"), true);
-    has = jint(ini, "port", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, ini, "port");
     cell_pk(t, jstr(res, "public_key"), true);
-    has = jint(res, "port", &n);
-    cell_int(t, has, n);
+    json_int_cell(t, res, "port");
     cell_pk(t, jstr(s, "via_peer"), true);
-    has = jint(s, "age_seconds", &n);
-    cell_duration(t, has, n);
-    has = jint(s, "idle_seconds", &n);
-    cell_duration(t, has, n);
-    has = jint(s, "bytes_forward", &n);
-    cell_bytes(t, has, n);
-    has = jint(s, "bytes_reverse", &n);
-    cell_bytes(t, has, n);
+    json_duration_cell(t, s, "age_seconds");
+    json_duration_cell(t, s, "idle_seconds");
+    json_bytes_cell(t, s, "bytes_forward");
+    json_bytes_cell(t, s, "bytes_reverse");
 }
+
+static const struct ctl_list stream_list = {
+    .what = "streams",
+    .array_key = "streams",
+    .table_name = "streams",
+    .cols = stream_cols,
+    .ncols = sizeof stream_cols / sizeof stream_cols[0],
+    .empty = "no streams",
+    .total_noun = "streams",
+    .row = stream_row,
+};
 
 int render_stream_list(struct ctl *ctl, const char *body, size_t len)
 {
-    json_t *doc = ctl_parse_body(ctl, body, len, "streams");
-    json_t *list, *s;
-    struct view *v;
-    struct view_table *t;
-    long long total;
-    size_t i;
-
-    if (doc == NULL)
-        return CTL_EXIT_REFUSED;
-    if ((list = jarr(doc, "streams")) == NULL) {
-        json_decref(doc);
-        return ctl_bad_document(ctl, "streams", "streams");
-    }
-    v = view_new();
-    view_set_raw(v, body, len, RAW_JSON);
-    t = view_add_table(v, "streams", stream_cols, stream_ncols, "no streams");
-    json_array_foreach(list, i, s)
-        stream_row(t, s);
-    if (jint(doc, "total", &total) && (size_t)total > json_array_size(list))
-        view_message(v, "%zu of %lld streams shown", json_array_size(list), total);
-    json_decref(doc);
-    return ctl_emit(ctl, v);
+    return ctl_render_list(ctl, body, len, &stream_list);
 }
 
 static int run_streams(struct ctl *ctl)
 {
     struct strbuf path = {0};
     struct ctl_paging pg;
-    char *body;
-    size_t len;
     int rc;
 
     sb_printf(&path, "/v1/streams");
@@ -115,12 +94,8 @@ static int run_streams(struct ctl *ctl)
     pg.cursor_param = "after";
     pg.next_key = "next";
     pg.want = ctl->args.limit;
-    rc = ctl_get_paged(ctl, &pg, &body, &len);
+    rc = ctl_get_paged_and_render(ctl, &pg, render_stream_list);
     sb_free(&path);
-    if (rc != CTL_EXIT_OK)
-        return rc;
-    rc = render_stream_list(ctl, body, len);
-    free(body);
     return rc;
 }
 
