@@ -47,6 +47,11 @@ static void limits_defaults(struct config_limits *l)
     l->shutdown_grace_ms = 3000;
     l->metrics_sample_interval_ms = 60000;
     l->metrics_retention_s = 3 * 86400;
+    l->route_setup_max_hops = 50;
+    l->route_setup_max_in_flight = 64;
+    l->route_setup_max_per_requester = 2;
+    l->route_setup_deadline_ms = 30000;
+    l->route_setup_retention_s = 7 * 86400;
     l->accept_proxy_header = false;
 }
 
@@ -519,6 +524,11 @@ static const struct limit_def limit_defs[] = {
     LIMIT(shutdown_grace_ms, 0, 600000),
     LIMIT(metrics_sample_interval_ms, 1000, 86400000),
     LIMIT(metrics_retention_s, 60, 31622400),
+    LIMIT(route_setup_max_hops, 1, 50),
+    LIMIT(route_setup_max_in_flight, 1, 100000),
+    LIMIT(route_setup_max_per_requester, 1, 100000),
+    LIMIT(route_setup_deadline_ms, 1000, 600000),
+    LIMIT(route_setup_retention_s, 60, 31622400),
 };
 
 static int parse_limits(struct parse_ctx *pc, const json_t *obj)

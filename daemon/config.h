@@ -54,6 +54,11 @@ struct config_limits {
     uint32_t shutdown_grace_ms;           /* 3000: SIGTERM waits this long for streams */
     uint32_t metrics_sample_interval_ms;  /* 60000: metric samples stored for `dmsgctl stats` */
     uint32_t metrics_retention_s;         /* 259200 (3 days): samples older are deleted */
+    uint32_t route_setup_max_hops;        /* 50: hops per direction of a route (visors' cap) */
+    uint32_t route_setup_max_in_flight;   /* 64: route setups at once, all requesters */
+    uint32_t route_setup_max_per_requester; /* 2: route setups at once per requesting key */
+    uint32_t route_setup_deadline_ms;     /* 30000: one route setup, all steps (reference) */
+    uint32_t route_setup_retention_s;     /* 604800 (7 days): finished setups kept this long */
     bool accept_proxy_header;             /* false: PROXY v1/v2 only behind a trusted proxy */
 };
 

@@ -14,6 +14,7 @@
 #include "dmsg/error.h"
 #include "keyfile.h"
 #include "dmsgd_admin.h"
+#include "dmsgd_own.h"
 #include "mesh.h"
 #include "netaddr.h"
 #include "relay.h"
@@ -377,6 +378,7 @@ static void start_registration(struct dmsgd *d)
     rc.address = address;
     rc.max_sessions = d->cfg.max_sessions;
     rc.update_interval_ms = d->cfg.update_interval_ns / 1000000u;
+    rc.client_self = true; /* one entry: our server part and a client part for our services */
     err = registration_start(&d->registration, &d->loop, &rc, &d->log);
     dmsg_wipe(&rc.sk, sizeof rc.sk);
     if (err != 0) {
@@ -482,6 +484,12 @@ int dmsgd_start(struct dmsgd *d, char *err, size_t err_cap)
     rh.peer_announce = mesh_announce_hook;
     rh.on_stream_open = dmsgd_admin_stream_open;
     rh.on_stream_close = dmsgd_admin_stream_close;
+    rh.own_service = dmsgd_own_service;
+    rc = dmsgd_own_start(d);
+    if (rc != 0) {
+        snprintf(err, err_cap, "setup node: %s", dmsg_strerror(rc));
+        return rc;
+    }
     rc = relay_init(&d->loop, &d->identity, &rlim, &rh, &d->log, &d->relay);
     if (rc != 0) {
         snprintf(err, err_cap, "relay: %s", dmsg_strerror(rc));
@@ -607,6 +615,7 @@ static void finish_close(struct dmsgd *d)
     else if (d->discovery != NULL)
         discovery_service_close(d->discovery, on_discovery_closed, d);
     health_endpoint_close(&d->health);
+    dmsgd_own_close(d);
     if (d->mesh != NULL)
         mesh_close(d->mesh, on_mesh_closed, d);
     if (d->server != NULL)
@@ -684,6 +693,7 @@ int dmsgd_reload(struct dmsgd *d)
         dmsgd_relay_limits(&d->cfg, &rlim);
         relay_set_limits(d->relay, &rlim);
     }
+    dmsgd_own_reload(d);
     dmsgd_admin_reload(d);
     log_info(&d->log, "configuration reloaded", "log_level=%s",
              log_level_name(d->cfg.log_level));
@@ -709,6 +719,7 @@ void dmsgd_free(struct dmsgd *d)
             finish_close(d);
         uv_run(&d->loop, UV_RUN_DEFAULT);
     }
+    dmsgd_own_close(d); /* a start that failed before the loop ran */
     uv_run(&d->loop, UV_RUN_NOWAIT);
     if (uv_loop_close(&d->loop) != 0)
         log_warn(&d->log, "event loop closed with handles still open", NULL);

@@ -57,6 +57,9 @@ struct dmsgd {
     struct registration registration;        /* our server entry in the discovery */
     bool registration_active;
     struct health_endpoint health;           /* the reference's HTTP /health, when configured */
+    struct setup_node *setup_node;           /* our key's port 36 (dmsgd_own.h) */
+    char own_started_at[32];                 /* RFC 3339, for /health on DMSG port 80 */
+    uint64_t own_started_ms;                 /* loop time at start */
 
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;

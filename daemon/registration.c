@@ -89,8 +89,11 @@ int registration_start(struct registration *r, uv_loop_t *loop,
         rc.address = cfg->address;
         rc.max_sessions = cfg->max_sessions;
         rc.update_interval_ms = cfg->update_interval_ms;
+        rc.client = cfg->client_self;
         err = dmsg_disc_reg_init(&r->reg, &r->client, &rc, on_reg_event);
         dmsg_wipe(&rc.sk, sizeof rc.sk);
+        if (err == 0 && cfg->client_self)
+            err = dmsg_disc_reg_set_delegated(&r->reg, &cfg->pk, 1);
     }
     if (err != 0) {
         r->on_closed = NULL;

@@ -22,6 +22,9 @@ struct registration_config {
     const char *address;            /* advertised host:port */
     int64_t max_sessions;           /* availableSessions = max_sessions - sessions */
     uint64_t update_interval_ms;
+    /* Also publish a client part delegating to ourselves, in the same entry, so that older
+     * clients that look up a client entry reach our own services (port 36, 80). */
+    bool client_self;
 };
 
 struct registration {

@@ -45,6 +45,11 @@ enum stmt_id {
     ST_ROUTE_SETUP_LIST,
     ST_ROUTE_SETUP_GET,
     ST_ROUTE_SETUP_EVENTS,
+    ST_ROUTE_SETUP_ADD,
+    ST_ROUTE_SETUP_STATE,
+    ST_ROUTE_SETUP_EVENT_ADD,
+    ST_ROUTE_SETUP_EXPIRE_EVENTS,
+    ST_ROUTE_SETUP_EXPIRE,
     ST_COUNT
 };
 
@@ -100,6 +105,18 @@ static const char *const stmt_sql[ST_COUNT] = {
         " started_at, finished_at FROM route_setups WHERE id = ?1",
     [ST_ROUTE_SETUP_EVENTS] = "SELECT state, at, detail FROM route_setup_events"
                               " WHERE setup_id = ?1 ORDER BY at, rowid",
+    [ST_ROUTE_SETUP_ADD] =
+        "INSERT INTO route_setups (requester, source, destination, hops_fwd, hops_rev, state,"
+        " error, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7)",
+    [ST_ROUTE_SETUP_STATE] = "UPDATE route_setups SET state = ?2, error = ?3,"
+                             " finished_at = ?4 WHERE id = ?1",
+    [ST_ROUTE_SETUP_EVENT_ADD] =
+        "INSERT INTO route_setup_events (setup_id, state, at, detail) VALUES (?1, ?2, ?3, ?4)",
+    [ST_ROUTE_SETUP_EXPIRE_EVENTS] =
+        "DELETE FROM route_setup_events WHERE setup_id IN (SELECT id FROM route_setups"
+        " WHERE finished_at IS NOT NULL AND finished_at < ?1)",
+    [ST_ROUTE_SETUP_EXPIRE] =
+        "DELETE FROM route_setups WHERE finished_at IS NOT NULL AND finished_at < ?1",
 };
 
 struct store {
@@ -950,4 +967,67 @@ int store_route_setup_get(struct store *st, int64_t id, store_visit_route_setup_
     if (stop)
         return stop;
     return rc == SQLITE_DONE ? 0 : fail(st, rc, "reading route setup events");
+}
+
+/* ---- route setups (write side: the setup node) ---- */
+
+int store_route_setup_add(struct store *st, const struct store_route_setup *r, int64_t *id)
+{
+    sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_ADD);
+    bind_text(s, 1, r->requester, strlen(r->requester));
+    bind_text(s, 2, r->source, strlen(r->source));
+    bind_text(s, 3, r->destination, strlen(r->destination));
+    sqlite3_bind_int64(s, 4, r->hops_forward);
+    sqlite3_bind_int64(s, 5, r->hops_reverse);
+    bind_text(s, 6, r->state, strlen(r->state));
+    sqlite3_bind_int64(s, 7, r->started_at_ms);
+    int err = run(st, s, "adding a route setup");
+    if (!err)
+        *id = sqlite3_last_insert_rowid(st->db);
+    if (!err)
+        err = store_route_setup_event(st, *id, r->state, r->started_at_ms, "");
+    return err;
+}
+
+int store_route_setup_event(struct store *st, int64_t id, const char *state, int64_t at_ms,
+                            const char *detail)
+{
+    sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_EVENT_ADD);
+    sqlite3_bind_int64(s, 1, id);
+    bind_text(s, 2, state, strlen(state));
+    sqlite3_bind_int64(s, 3, at_ms);
+    bind_text(s, 4, detail, strlen(detail));
+    return run(st, s, "adding a route setup event");
+}
+
+int store_route_setup_set_state(struct store *st, int64_t id, const char *state,
+                                const char *error, int64_t at_ms, bool finished)
+{
+    sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_STATE);
+    sqlite3_bind_int64(s, 1, id);
+    bind_text(s, 2, state, strlen(state));
+    bind_text(s, 3, error, strlen(error));
+    if (finished)
+        sqlite3_bind_int64(s, 4, at_ms);
+    else
+        sqlite3_bind_null(s, 4);
+    int err = run(st, s, "updating a route setup");
+    if (!err)
+        err = store_route_setup_event(st, id, state, at_ms, error);
+    return err;
+}
+
+int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *removed)
+{
+    sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_EXPIRE_EVENTS);
+    sqlite3_bind_int64(s, 1, before_ms);
+    int err = run(st, s, "expiring route setup events");
+    if (err)
+        return err;
+    s = stmt(st, ST_ROUTE_SETUP_EXPIRE);
+    sqlite3_bind_int64(s, 1, before_ms);
+    err = run(st, s, "expiring route setups");
+    if (!err && removed)
+        *removed = sqlite3_changes64(st->db);
+    return err;
 }

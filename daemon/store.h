@@ -195,4 +195,14 @@ int store_route_setup_list(struct store *st, int64_t before, size_t limit, const
 int store_route_setup_get(struct store *st, int64_t id, store_visit_route_setup_fn visit,
                           store_visit_route_setup_event_fn visit_event, void *user);
 
+/* Write side (the setup node). add: a new row in r->state with its first event; *id gets the
+ * row id. set_state: the row's state and error (finished_at = at_ms when finished) and an
+ * event (detail = error). expire: finished setups older than before_ms, with their events. */
+int store_route_setup_add(struct store *st, const struct store_route_setup *r, int64_t *id);
+int store_route_setup_event(struct store *st, int64_t id, const char *state, int64_t at_ms,
+                            const char *detail);
+int store_route_setup_set_state(struct store *st, int64_t id, const char *state,
+                                const char *error, int64_t at_ms, bool finished);
+int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *removed);
+
 #endif
