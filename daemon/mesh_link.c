@@ -115,33 +115,6 @@ static void attempt_failed(struct mesh_peer *p, int err, const char *what)
 /* ---------------------------------------------------------------------------------------------
  * Our PeerAnnounce */
 
-static void on_orphan_data(dmsg_stream *st, const uint8_t *data, size_t len, void *ctx)
-{
-    (void)data;
-    (void)ctx;
-    dmsg_stream_consume(st, len);
-}
-
-static void on_orphan_event(dmsg_stream *st, void *ctx)
-{
-    (void)st;
-    (void)ctx;
-}
-
-static void on_orphan_close(dmsg_stream *st, int err, void *ctx)
-{
-    (void)st;
-    (void)err;
-    (void)ctx;
-}
-
-/* A finished announce stream: whatever still comes is dropped. */
-static const dmsg_stream_callbacks orphan_callbacks = {
-    .on_data = on_orphan_data,
-    .on_fin = on_orphan_event,
-    .on_writable = on_orphan_event,
-    .on_close = on_orphan_close,
-};
 
 static void announce_done(struct mesh_peer *p, enum mesh_announce_state outcome)
 {
@@ -152,7 +125,7 @@ static void announce_done(struct mesh_peer *p, enum mesh_announce_state outcome)
     if (p->link != NULL && p->state == MESH_LINK_UP)
         uv_timer_stop(&p->timer);
     if (st != NULL) {
-        dmsg_stream_set_callbacks(st, &orphan_callbacks, NULL);
+        dmsg_stream_orphan(st);
         if (outcome == MESH_ANNOUNCE_ACCEPTED || outcome == MESH_ANNOUNCE_REFUSED)
             dmsg_stream_close(st);
         else
@@ -265,7 +238,7 @@ static void send_announce(struct mesh_peer *p)
     if (dmsg_session_seal_object(p->link, p->ann_obj, p->ann_len, sealed, sizeof sealed,
                                  &sealed_len) != 0 ||
         dmsg_stream_write(st, sealed, sealed_len, NULL, NULL) != 0) {
-        dmsg_stream_set_callbacks(st, &orphan_callbacks, NULL);
+        dmsg_stream_orphan(st);
         dmsg_stream_reset(st);
         p->announce = MESH_ANNOUNCE_UNANSWERED;
         return;

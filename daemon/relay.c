@@ -593,34 +593,6 @@ static void become_relaying(struct relay_link *l)
     held_free(&early_b);
 }
 
-/* Streams of hops given up on: whatever still arrives is dropped, and their end is nobody's
- * concern, so the link's side b can carry the next hop's stream at once. */
-static void on_orphan_data(dmsg_stream *st, const uint8_t *data, size_t len, void *ctx)
-{
-    (void)data;
-    (void)ctx;
-    dmsg_stream_consume(st, len);
-}
-
-static void on_orphan_event(dmsg_stream *st, void *ctx)
-{
-    (void)st;
-    (void)ctx;
-}
-
-static void on_orphan_close(dmsg_stream *st, int err, void *ctx)
-{
-    (void)st;
-    (void)err;
-    (void)ctx;
-}
-
-static const dmsg_stream_callbacks orphan_callbacks = {
-    .on_data = on_orphan_data,
-    .on_fin = on_orphan_event,
-    .on_writable = on_orphan_event,
-    .on_close = on_orphan_close,
-};
 
 static void abandon_b(struct relay_link *l)
 {
@@ -631,7 +603,8 @@ static void abandon_b(struct relay_link *l)
     if (st == NULL)
         return;
     l->b.st = NULL;
-    dmsg_stream_set_callbacks(st, &orphan_callbacks, NULL);
+    /* Whatever still arrives is dropped, so side b can carry the next hop's stream at once. */
+    dmsg_stream_orphan(st);
     dmsg_stream_reset(st);
 }
 

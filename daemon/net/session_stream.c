@@ -456,3 +456,34 @@ void dmsg_session_foreach_stream(dmsg_session *s, void (*fn)(dmsg_stream *st, vo
         st = next;
     }
 }
+
+static void on_orphan_data(dmsg_stream *st, const uint8_t *data, size_t len, void *ctx)
+{
+    (void)data;
+    (void)ctx;
+    dmsg_stream_consume(st, len);
+}
+
+static void on_orphan_event(dmsg_stream *st, void *ctx)
+{
+    (void)st;
+    (void)ctx;
+}
+
+static void on_orphan_close(dmsg_stream *st, int err, void *ctx)
+{
+    (void)st;
+    (void)err;
+    (void)ctx;
+}
+
+void dmsg_stream_orphan(dmsg_stream *st)
+{
+    static const dmsg_stream_callbacks orphan = {
+        .on_data = on_orphan_data,
+        .on_fin = on_orphan_event,
+        .on_writable = on_orphan_event,
+        .on_close = on_orphan_close,
+    };
+    dmsg_stream_set_callbacks(st, &orphan, NULL);
+}

@@ -178,6 +178,9 @@ void dmsg_session_foreach_stream(dmsg_session *s, void (*fn)(dmsg_stream *st, vo
  * Streams */
 
 void dmsg_stream_set_callbacks(dmsg_stream *st, const dmsg_stream_callbacks *cb, void *ctx);
+/* Detaches a stream its owner no longer wants: whatever still arrives is consumed and dropped,
+ * and its end is nobody's concern (close or reset it as well if it should end now). */
+void dmsg_stream_orphan(dmsg_stream *st);
 void *dmsg_stream_ctx(const dmsg_stream *st);
 dmsg_session *dmsg_stream_session(const dmsg_stream *st);
 uint32_t dmsg_stream_id(const dmsg_stream *st);
