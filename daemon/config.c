@@ -249,7 +249,9 @@ static int get_integer(struct parse_ctx *pc, const char *key, const json_t *v, i
         return fail(pc, key, v, "must be an integer");
     /* Go decodes 1e9 into an int64 too; accept reals that are exact integers. */
     d = json_real_value(v);
-    if (d != (double)(int64_t)d || d < (double)min || d > (double)max)
+    /* int64's range first (2^63 itself is out): converting a double outside it is undefined. */
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) ||
+        d != (double)(int64_t)d || (int64_t)d < min || (int64_t)d > max)
         return fail(pc, key, v, "must be an integer in %lld..%lld", (long long)min,
                     (long long)max);
     *out = (int64_t)d;

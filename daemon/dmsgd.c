@@ -18,6 +18,7 @@
 #include "mesh.h"
 #include "netaddr.h"
 #include "relay.h"
+#include "route_setup_log.h"
 #include "sd_notify.h"
 #include "server.h"
 #include "store.h"
@@ -25,6 +26,7 @@
 #define STORE_FILE_NAME "dmsgd.db"
 #define LOCK_FILE_NAME "dmsgd.lock"
 #define DRAIN_POLL_MS 100
+#define HOUSEKEEPING_MS 60000 /* retention is counted in minutes at the finest */
 #define FD_RESERVE 64 /* fds kept for the store, listeners, logs and the admin API */
 
 #ifndef DMSGD_VERSION
@@ -427,7 +429,14 @@ static void start_signals(struct dmsgd *d)
     }
     uv_timer_init(&d->loop, &d->drain_timer);
     d->drain_timer.data = d;
+    uv_timer_init(&d->loop, &d->housekeeping_timer);
+    d->housekeeping_timer.data = d;
     d->handles_open = true;
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    route_setup_log_expire(t->data);
 }
 
 static void advertised_address(const struct dmsgd *d, char *out, size_t cap);
@@ -485,6 +494,7 @@ int dmsgd_start(struct dmsgd *d, char *err, size_t err_cap)
     rh.on_stream_open = dmsgd_admin_stream_open;
     rh.on_stream_close = dmsgd_admin_stream_close;
     rh.own_service = dmsgd_own_service;
+    route_setup_log_recover(d);
     rc = dmsgd_own_start(d);
     if (rc != 0) {
         snprintf(err, err_cap, "setup node: %s", dmsg_strerror(rc));
@@ -524,6 +534,7 @@ int dmsgd_start(struct dmsgd *d, char *err, size_t err_cap)
             log_warn(&d->log, "health endpoint not served", "error=\"%s\"", herr);
     }
     start_signals(d);
+    uv_timer_start(&d->housekeeping_timer, on_housekeeping, 0, HOUSEKEEPING_MS);
     d->phase = DMSGD_RUNNING;
     print_banner(d);
     start_registration(d);
@@ -628,6 +639,7 @@ static void finish_close(struct dmsgd *d)
         uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
         uv_close((uv_handle_t *)&d->sig_hup, on_handle_closed);
         uv_close((uv_handle_t *)&d->drain_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&d->housekeeping_timer, on_handle_closed);
     }
     log_info(&d->log, "stopped", NULL);
 }

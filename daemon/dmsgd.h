@@ -63,6 +63,7 @@ struct dmsgd {
 
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    uv_timer_t housekeeping_timer;           /* retention of stored history */
     bool handles_open;
     uint64_t drain_started_ms;
     size_t sessions;                         /* last reported established count */

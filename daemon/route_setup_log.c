@@ -9,8 +9,6 @@
 #include "log.h"
 #include "store.h"
 
-#define EXPIRE_EVERY 256                       /* finished setups between expiry runs */
-
 static int64_t unix_ms(void)
 {
     struct timespec ts;
@@ -52,10 +50,36 @@ static void store_report(struct dmsgd *d, const struct setup_node_report *r, int
     if (rc != 0)
         log_warn(&d->log, "route setup state not recorded", "error=\"%s\"",
                  store_last_error(d->store)->message);
-    if (r->finished && r->id % EXPIRE_EVERY == 1) /* the first, then every so many */
-        (void)store_route_setup_expire(d->store,
-                                       now - (int64_t)d->cfg.limits.route_setup_retention_s * 1000,
-                                       NULL);
+}
+
+void route_setup_log_recover(struct dmsgd *d)
+{
+    int64_t abandoned = 0;
+
+    if (d->store == NULL)
+        return;
+    if (store_route_setup_abandon(d->store, unix_ms(), "dmsgd stopped before the setup finished",
+                                  &abandoned) != 0)
+        log_warn(&d->log, "unfinished route setups not closed", "error=\"%s\"",
+                 store_last_error(d->store)->message);
+    else if (abandoned > 0)
+        log_info(&d->log, "route setups left unfinished by the last run marked failed",
+                 "setups=%lld", (long long)abandoned);
+}
+
+void route_setup_log_expire(struct dmsgd *d)
+{
+    int64_t removed = 0;
+
+    if (d->store == NULL)
+        return;
+    if (store_route_setup_expire(d->store,
+                                 unix_ms() - (int64_t)d->cfg.limits.route_setup_retention_s * 1000,
+                                 &removed) != 0)
+        log_warn(&d->log, "route setup history not expired", "error=\"%s\"",
+                 store_last_error(d->store)->message);
+    else if (removed > 0)
+        log_debug(&d->log, "route setup history expired", "setups=%lld", (long long)removed);
 }
 
 void route_setup_log_report(struct dmsgd *d, const struct setup_node_report *r)

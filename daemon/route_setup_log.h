@@ -9,4 +9,11 @@ struct dmsgd;
 
 void route_setup_log_report(struct dmsgd *d, const struct setup_node_report *r);
 
+/* Drops setups that finished longer ago than limits.route_setup_retention_s; the daemon calls it
+ * on a timer, so history expires on an idle server too. */
+void route_setup_log_expire(struct dmsgd *d);
+
+/* Before the setup node starts: setups left unfinished by a previous process end as failed. */
+void route_setup_log_recover(struct dmsgd *d);
+
 #endif

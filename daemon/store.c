@@ -50,6 +50,8 @@ enum stmt_id {
     ST_ROUTE_SETUP_EVENT_ADD,
     ST_ROUTE_SETUP_EXPIRE_EVENTS,
     ST_ROUTE_SETUP_EXPIRE,
+    ST_ROUTE_SETUP_ABANDON_EVENTS,
+    ST_ROUTE_SETUP_ABANDON,
     ST_COUNT
 };
 
@@ -117,6 +119,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         " WHERE finished_at IS NOT NULL AND finished_at < ?1)",
     [ST_ROUTE_SETUP_EXPIRE] =
         "DELETE FROM route_setups WHERE finished_at IS NOT NULL AND finished_at < ?1",
+    [ST_ROUTE_SETUP_ABANDON_EVENTS] =
+        "INSERT INTO route_setup_events (setup_id, state, at, detail)"
+        " SELECT id, 'failed', ?1, ?2 FROM route_setups WHERE finished_at IS NULL",
+    [ST_ROUTE_SETUP_ABANDON] = "UPDATE route_setups SET state = 'failed', error = ?2,"
+                               " finished_at = ?1 WHERE finished_at IS NULL",
 };
 
 struct store {
@@ -1030,4 +1037,25 @@ int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *remov
     if (!err && removed)
         *removed = sqlite3_changes64(st->db);
     return err;
+}
+
+int store_route_setup_abandon(struct store *st, int64_t at_ms, const char *error,
+                              int64_t *abandoned)
+{
+    int err = begin(st, "abandoning unfinished route setups");
+    if (!err) {
+        sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_ABANDON_EVENTS);
+        sqlite3_bind_int64(s, 1, at_ms);
+        bind_text(s, 2, error, strlen(error));
+        err = run(st, s, "abandoning unfinished route setups");
+    }
+    if (!err) {
+        sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_ABANDON);
+        sqlite3_bind_int64(s, 1, at_ms);
+        bind_text(s, 2, error, strlen(error));
+        err = run(st, s, "abandoning unfinished route setups");
+        if (!err && abandoned)
+            *abandoned = sqlite3_changes64(st->db);
+    }
+    return finish(st, err, "abandoning unfinished route setups");
 }

@@ -205,4 +205,9 @@ int store_route_setup_set_state(struct store *st, int64_t id, const char *state,
                                 const char *error, int64_t at_ms, bool finished);
 int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *removed);
 
+/* At start: setups a previous process left unfinished (it stopped or was killed mid-setup)
+ * become failed with this error, finished at at_ms, so they show an end and expire. */
+int store_route_setup_abandon(struct store *st, int64_t at_ms, const char *error,
+                              int64_t *abandoned);
+
 #endif

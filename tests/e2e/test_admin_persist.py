@@ -108,6 +108,17 @@ class Persist(E2ECase):
                    "'{\"enabled\":true,\"updated_at_ms\":1700000000000}', 1700000000)")
         db.execute("INSERT INTO metric_samples VALUES (1700000000, 'dmsgd_sessions{kind=\"client\"}',"
                    " 3)")
+        # Route setup history: one finished long before the retention, one finished a minute
+        # ago, and one the last run never finished (killed mid-setup).
+        now_ms = int(time.time() * 1000)
+        setups = [(1, 1700000000000, 1700000000042, "done"),
+                  (2, now_ms - 60000, now_ms - 59990, "done"),
+                  (3, now_ms - 30000, None, "reserving")]
+        for sid, started, finished, setup_state in setups:
+            db.execute("INSERT INTO route_setups VALUES (?, ?, ?, ?, 1, 1, ?, '', ?, ?)",
+                       (sid, peer, peer, peer, setup_state, started, finished))
+            db.execute("INSERT INTO route_setup_events VALUES (?, 'received', ?, '')",
+                       (sid, started))
         db.commit()
         db.close()
         d.start()
@@ -119,6 +130,16 @@ class Persist(E2ECase):
                          [(peer, "from v1; DROP TABLE peers;--", "2023-11-14T22:13:20Z")])
         st = ctl_json(self, d, "route-setup", "status")
         self.assertEqual((st["enabled"], st["source"]), (True, "runtime"))
+        # Past the retention: gone at start, events too. Unfinished: failed, with an end.
+        rows = {r["id"]: r for r in ctl_json(self, d, "routes")["route_setups"]}
+        self.assertEqual(sorted(rows), [2, 3])
+        self.assertEqual((rows[2]["state"], rows[2]["duration_ms"]), ("done", 10))
+        self.assertEqual(rows[3]["state"], "failed")
+        self.assertIn("stopped before the setup finished", rows[3]["error"])
+        self.assertIsNotNone(rows[3]["finished_at"])
+        status, detail = meshlib.admin(d, "GET", "/v1/route-setups/3")
+        self.assertEqual(status, 200, detail)
+        self.assertEqual([e["state"] for e in detail["events"]], ["received", "failed"])
         d.stop(self)
         db = sqlite3.connect(os.path.join(state, "dmsgd.db"))
         try:
@@ -126,6 +147,8 @@ class Persist(E2ECase):
             self.assertEqual(db.execute("SELECT count(*) FROM metric_samples WHERE at = "
                                         "1700000000").fetchone()[0], 0,
                              "the old sample was past its retention")
+            self.assertEqual(db.execute("SELECT count(*) FROM route_setup_events WHERE "
+                                        "setup_id = 1").fetchone()[0], 0)
         finally:
             db.close()
 

@@ -21,17 +21,20 @@ def both_ways(case, x, y, echo):
         case.assertEqual(res and res["ok"], 2, f"{src.name}->{dst.name}: {res}\n{err[-3000:]}")
 
 
-def piped_stream(case, src, dst, port, total):
-    """dmsgcat from a client on src to a listener on dst, with a pump and a drain running."""
+def piped_stream(case, src, dst, port, total, slow_rate=None):
+    """dmsgcat from a client on src to a listener on dst, with a pump and a drain running.
+    slow_rate paces the drain from its first byte: a stream that must still be flowing later
+    cannot finish early on a fast machine."""
     listener, lpk = harness.start_listener(case.children, port, server=dst.server_ref,
                                            extra=["--no-stdin"])
     dialer = harness.start_dialer(case.children, f"{lpk}:{port}", server=src.server_ref,
                                   stdout=subprocess.DEVNULL)
     drain = Drain(listener.p.stdout)
+    drain.slow_rate = slow_rate
     pump = Pump(dialer.p.stdin, total)
     drain.start()
     pump.start()
-    case.assertTrue(harness.wait_until(lambda: drain.read >= 1 << 20, 30), "no data flowed")
+    case.assertTrue(harness.wait_until(lambda: drain.read >= 256 << 10, 30), "no data flowed")
     return dialer, listener, pump, drain
 
 
@@ -129,8 +132,7 @@ class RuntimeChanges(E2ECase):
         a, b = self.a, self.b
         total = 24 << 20
         mesh = piped_stream(self, a, b, 11, 1 << 30)
-        local = piped_stream(self, a, a, 12, total)
-        local[3].slow_rate = 512 << 10  # keep the local stream alive across the kill
+        local = piped_stream(self, a, a, 12, total, slow_rate=512 << 10)  # alive across the kill
         b.kill()  # SIGKILL
         # The stream over the dead link ends on A's side at once (TCP reset/FIN of the link).
         code = mesh[0].wait(10)
@@ -152,9 +154,8 @@ class RuntimeChanges(E2ECase):
     def test_2_remove_and_add_under_traffic(self):
         a, b, c = self.a, self.b, self.c
         total = 24 << 20
-        to_b = piped_stream(self, a, b, 21, total)
+        to_b = piped_stream(self, a, b, 21, total, slow_rate=512 << 10)  # alive across removal
         to_c = piped_stream(self, a, c, 22, 1 << 30)
-        to_b[3].slow_rate = 512 << 10
         # Remove C from A's peers: its links and the stream over them close, nothing else.
         self.remove_peer(a, c)
         if meshlib.admin_available(a):

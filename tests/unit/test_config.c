@@ -292,6 +292,11 @@ Test(config, bad_values_are_rejected_naming_the_key)
         {"{\"max_sessions\": \"many\"}", "max_sessions"},
         {"{\"max_sessions\": 1.5}", "max_sessions"},
         {"{\"max_sessions\": 99999999999}", "max_sessions"},
+        /* Reals beyond int64 (fuzz findings): refused, never converted. */
+        {"{\"max_sessions\": 2e58}", "max_sessions"},
+        {"{\"update_interval\": 77777777777055555440.0}", "update_interval"},
+        {"{\"update_interval\": 9223372036854775808.0}", "update_interval"},
+        {"{\"limits\": {\"handshake_timeout_ms\": -1e300}}", "limits.handshake_timeout_ms"},
         {"{\"update_interval\": -5}", "update_interval"},
         {"{\"update_interval\": \"soon\"}", "update_interval"},
         {"{\"update_interval\": 5}", "update_interval"},
