@@ -60,8 +60,8 @@ int render_route_setup(struct ctl *ctl, const char *body, size_t len)
     json_t *doc = ctl_parse_body(ctl, body, len, "route-setup");
     struct view *v;
     struct view_table *t;
-    bool enabled, configured;
-    long long in_flight;
+    bool enabled, configured = false, has_configured, has_in_flight;
+    long long in_flight = 0;
 
     if (doc == NULL)
         return CTL_EXIT_REFUSED;
@@ -69,16 +69,19 @@ int render_route_setup(struct ctl *ctl, const char *body, size_t len)
         json_decref(doc);
         return ctl_bad_document(ctl, "route-setup", "enabled");
     }
+    /* Read before the calls that use them: argument evaluation order is unspecified. */
+    has_configured = jbool(doc, "configured", &configured);
+    has_in_flight = jint(doc, "in_flight", &in_flight);
     v = view_new();
     view_set_raw(v, body, len, RAW_JSON);
     t = view_add_record(v, "route_setup", state_cols, sizeof state_cols / sizeof state_cols[0],
                         enabled ? "Route setup is on (DMSG port 36)."
                                 : "Route setup is off (DMSG port 36 refuses).");
     cell_bool(t, true, enabled);
-    cell_bool(t, jbool(doc, "configured", &configured), configured);
+    cell_bool(t, has_configured, configured);
     cell_str(t, jstr(doc, "source"));
     cell_time(t, jstr(doc, "updated_at"));
-    cell_int(t, jint(doc, "in_flight", &in_flight), in_flight);
+    cell_int(t, has_in_flight, in_flight);
     json_decref(doc);
     return ctl_emit(ctl, v);
 }

@@ -10,6 +10,7 @@
 #include "dmsg/noise.h"
 
 #define RESPONSE_FRAME_CAP (DMSG_E2E_OBJECT_MAX + 64)
+#define FAILED_DIAL_LINGER_MS 5000
 
 struct own_conn {
     dmsg_stream *st;                     /* NULL once gone */
@@ -77,6 +78,8 @@ static void on_stream_data(dmsg_stream *st, const uint8_t *data, size_t len, voi
     dmsg_stream_consume(st, len);
     if (c->dialer != NULL && take_response(c, &data, &len) != 0)
         return;
+    if (c->closing && c->cb.on_data == NULL)
+        return; /* a failed dial's late answer */
     if (take_input(c, data, len) != 0)
         own_conn_reset(c);
 }
@@ -261,6 +264,33 @@ static void on_dial_timeout(uv_timer_t *t)
     dial_done(t->data, DMSG_ETIMEOUT, 0);
 }
 
+static void on_failed_dial_lingered(uv_timer_t *t)
+{
+    struct own_conn *c = t->data;
+
+    if (c->st != NULL)
+        dmsg_stream_reset(c->st);
+}
+
+/* A dial that timed out may still be in the visor's accept, and the reference's clients end
+ * their whole session when a stream is reset under their accept: a FIN lets the accept finish
+ * and the visor close in turn; a reset follows only if the stream lingers. Every other failure
+ * came with the remote's answer or close, so the stream is reset at once. */
+static void end_failed_dial(struct own_conn *c, int err)
+{
+    if (c->st == NULL)
+        return;
+    if (err != DMSG_ETIMEOUT) {
+        own_conn_reset(c);
+        return;
+    }
+    if (!c->closing) {
+        c->closing = true;
+        dmsg_stream_close(c->st);
+    }
+    uv_timer_start(&c->kick, on_failed_dial_lingered, FAILED_DIAL_LINGER_MS, 0);
+}
+
 /* A failed dial reports at once and then only waits for its stream to go (on_close is not
  * called for it); a successful one becomes an ordinary conn. */
 static void dial_done(struct own_conn *c, int err, uint16_t code)
@@ -282,7 +312,7 @@ static void dial_done(struct own_conn *c, int err, uint16_t code)
         c->cb.on_close = NULL;
         c->cb.on_data = NULL;
         c->cb.on_eof = NULL;
-        own_conn_reset(c);
+        end_failed_dial(c, err);
         fn(c, err, code, c->ctx);
         return;
     }

@@ -38,7 +38,10 @@ uint16_t own_conn_accept(uv_loop_t *loop, const dmsg_identity *id,
  * server, or a mesh peer's), and the signed response must arrive within timeout_ms.
  * on_dialed runs exactly once from the loop: err 0 (the conn is usable), DMSG_EWIRE with the
  * wire code of a refusal, DMSG_ETIMEOUT, DMSG_ECLOSED; on an error on_close does not follow
- * and the conn is freed after on_dialed returns. Returns 0 or an error (nothing started). */
+ * and the caller must forget the conn (it frees itself once its stream is gone: at once, or
+ * after a FIN and a few seconds' linger when it timed out). Own_conn_close (FIN) is safe while
+ * dialing; a reset there would end a reference visor's whole session.
+ * Returns 0 or an error (nothing started). */
 typedef void (*own_conn_dialed_fn)(struct own_conn *c, int err, uint16_t wire_code, void *ctx);
 int own_conn_dial(uv_loop_t *loop, const dmsg_identity *id, dmsg_session *via,
                   const dmsg_addr *dst, uint16_t src_port, uint32_t timeout_ms,

@@ -15,6 +15,7 @@
 #define SCRATCH_CAP (64 * 1024)
 #define ERROR_TEXT_MAX 512
 #define FIRST_SRC_PORT 49153u
+#define LINGER_MS 5000 /* visor streams' time to close in turn after the answer */
 #define STREAMS_PER_SETUP 4        /* open port-36 streams allowed per setup in flight */
 
 enum phase { PHASE_DIALING = 0, PHASE_RESERVING, PHASE_INTERMEDIARY, PHASE_EDGE, PHASE_DONE };
@@ -53,7 +54,8 @@ struct sn_setup {
     size_t waiting;                      /* calls of the current phase not yet answered */
     enum phase phase;
     bool finished;
-    uint64_t started_ms;
+    uint64_t started_ms;                 /* loop time, for the deadline */
+    uint64_t started_ns;                 /* uv_hrtime: commits on the loop do not move uv_now */
     uv_timer_t timer;                    /* the deadline; after the end, the linger */
     bool timer_closing;
 };
@@ -145,7 +147,7 @@ static void report(struct sn_setup *su, const char *state, const char *error,
     r.error = error != NULL ? error : "";
     r.finished = su->finished;
     r.result = result;
-    r.elapsed_ms = uv_now(n->loop) - su->started_ms;
+    r.elapsed_ms = (uv_hrtime() - su->started_ns) / 1000000u;
     r.tag = &su->tag;
     n->hooks.on_report(n->hooks.ctx, &r);
 }
@@ -211,10 +213,22 @@ static void maybe_free_setup(struct sn_setup *su)
     uv_close((uv_handle_t *)&su->timer, on_setup_timer_closed);
 }
 
-static void reset_visors(struct sn_setup *su)
+/* FIN on every visor stream, dialed or still dialing: a reference visor ends its whole DMSG
+ * session when a stream is reset while it accepts it, so only FINs go out here; the visor
+ * closes in turn. */
+static void close_visors(struct sn_setup *su)
 {
     for (size_t i = 0; i < su->plan.nvisors; i++)
         if (su->visors != NULL && su->visors[i].conn != NULL)
+            (void)own_conn_close(su->visors[i].conn);
+}
+
+/* The linger after the answer: dialed visor streams that never closed in turn are reset (the
+ * visor's accept is long over); one still dialing ends with its dial (own_conn_dial). */
+static void reset_dialed_visors(struct sn_setup *su)
+{
+    for (size_t i = 0; i < su->plan.nvisors; i++)
+        if (su->visors != NULL && su->visors[i].conn != NULL && su->visors[i].dialed)
             own_conn_reset(su->visors[i].conn);
 }
 
@@ -229,7 +243,12 @@ static void finish(struct sn_setup *su, enum setup_node_result result, const cha
     report(su, result == SETUP_RESULT_OK ? "done" : "failed", error, result);
 }
 
-/* The first failure ends the setup: visor streams reset, the requester gets the text. */
+static void on_linger(uv_timer_t *t)
+{
+    reset_dialed_visors(t->data);
+}
+
+/* The first failure ends the setup: visor streams closed, the requester gets the text. */
 static void fail(struct sn_setup *su, enum setup_node_result result, const char *text)
 {
     struct sn_stream *s = su->stream;
@@ -237,7 +256,8 @@ static void fail(struct sn_setup *su, enum setup_node_result result, const char 
     if (su->finished)
         return;
     uv_timer_stop(&su->timer);
-    reset_visors(su);
+    close_visors(su);
+    uv_timer_start(&su->timer, on_linger, LINGER_MS, 0);
     finish(su, result, text);
     if (s != NULL) {
         su->stream = NULL;
@@ -245,11 +265,6 @@ static void fail(struct sn_setup *su, enum setup_node_result result, const char 
         stream_call_done(s);
     }
     maybe_free_setup(su);
-}
-
-static void on_linger(uv_timer_t *t)
-{
-    reset_visors(t->data);
 }
 
 static void succeed(struct sn_setup *su)
@@ -265,7 +280,7 @@ static void succeed(struct sn_setup *su)
         if (su->visors[i].conn != NULL && own_conn_close(su->visors[i].conn) != 0)
             own_conn_reset(su->visors[i].conn);
     uv_timer_stop(&su->timer);
-    uv_timer_start(&su->timer, on_linger, 5000, 0);
+    uv_timer_start(&su->timer, on_linger, LINGER_MS, 0);
     finish(su, SETUP_RESULT_OK, NULL);
     if (s != NULL) {
         su->stream = NULL;
@@ -284,7 +299,7 @@ static void on_deadline(uv_timer_t *t)
     struct sn_stream *s = su->stream;
 
     if (su->finished) {
-        reset_visors(su);
+        reset_dialed_visors(su);
         return;
     }
     /* As the reference: the requester's stream is closed, no error text. */
@@ -527,7 +542,7 @@ static void on_visor_dialed(struct own_conn *c, int err, uint16_t wire_code, voi
     }
     v->dialed = true;
     if (su->finished) {
-        own_conn_reset(v->conn);
+        (void)own_conn_close(v->conn); /* FIN, if the failure did not send it yet */
         return;
     }
     if (--su->waiting > 0)
@@ -662,6 +677,7 @@ static struct sn_setup *setup_new(struct sn_stream *s, const dmsg_rpc_event *ev)
     su->method = dmsg_rpc_str(su->method_buf);
     su->id = ++s->node->next_id;
     su->started_ms = uv_now(s->node->loop);
+    su->started_ns = uv_hrtime();
     uv_timer_init(s->node->loop, &su->timer);
     su->timer.data = su;
     su->next = s->node->setups;
@@ -693,11 +709,11 @@ static void start_setup(struct sn_stream *s, const dmsg_rpc_event *ev)
     report(su, "received", NULL, SETUP_RESULT_OK);
     uv_timer_start(&su->timer, on_deadline, n->lim.deadline_ms, 0);
     if (over_cap) {
-        fail(su, SETUP_RESULT_REFUSED, "route setup: too many requests in flight");
+        fail(su, SETUP_RESULT_REFUSED, "too many requests in flight");
         return;
     }
     if (n->hooks.enabled != NULL && !n->hooks.enabled(n->hooks.ctx)) {
-        fail(su, SETUP_RESULT_REFUSED, "route setup: disabled on this server");
+        fail(su, SETUP_RESULT_REFUSED, "disabled on this server");
         return;
     }
     if (dmsg_route_check(route, &why) != 0 ||
@@ -935,8 +951,12 @@ void setup_node_close(struct setup_node *n, void (*on_done)(void *arg), void *ar
     n->on_done = on_done;
     n->on_done_arg = arg;
     uv_close((uv_handle_t *)&n->sweep, on_sweep_closed);
+    /* Every session is gone by now (the daemon closes them first): resets cost no visor a
+     * session. */
     for (struct sn_setup *su = n->setups; su != NULL; su = su->next) {
-        reset_visors(su);
+        for (size_t i = 0; su->visors != NULL && i < su->plan.nvisors; i++)
+            if (su->visors[i].conn != NULL)
+                own_conn_reset(su->visors[i].conn);
         if (!su->finished) {
             su->stream = NULL;
             uv_timer_stop(&su->timer);

@@ -52,6 +52,8 @@ enum stmt_id {
     ST_ROUTE_SETUP_EXPIRE,
     ST_ROUTE_SETUP_ABANDON_EVENTS,
     ST_ROUTE_SETUP_ABANDON,
+    ST_SYNC_FULL,
+    ST_SYNC_NORMAL,
     ST_COUNT
 };
 
@@ -124,12 +126,15 @@ static const char *const stmt_sql[ST_COUNT] = {
         " SELECT id, 'failed', ?1, ?2 FROM route_setups WHERE finished_at IS NULL",
     [ST_ROUTE_SETUP_ABANDON] = "UPDATE route_setups SET state = 'failed', error = ?2,"
                                " finished_at = ?1 WHERE finished_at IS NULL",
+    [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
 };
 
 struct store {
     sqlite3 *db;
     char *path;
     int busy_timeout_ms;
+    bool durable;          /* synchronous=FULL now (see set_durable) */
     int schema_version;
     sqlite3_stmt *stmt[ST_COUNT];
     struct store_error err;
@@ -305,6 +310,7 @@ static int configure_connection(struct store *st, int64_t max_size_bytes)
         return DMSG_EIO;
     }
     err = exec(st, "PRAGMA synchronous = FULL", "setting synchronous=FULL");
+    st->durable = err == 0;
     if (err || max_size_bytes <= 0)
         return err;
     char page_size[32], sql[96];
@@ -465,6 +471,22 @@ static int run(struct store *st, sqlite3_stmt *s, const char *doing)
     return rc == SQLITE_DONE ? 0 : fail(st, rc, doing);
 }
 
+/* Operator changes (peers, settings) are acknowledged only once they are on disk
+ * (synchronous=FULL: an fsync per commit). History and soft state (route setups, metric
+ * samples, discovery entries) are written on the event loop, many per second: NORMAL spares
+ * them the fsync; in WAL mode a power cut may then lose the newest rows, never the file. */
+static int set_durable(struct store *st, bool durable)
+{
+    int err;
+
+    if (st->durable == durable)
+        return 0;
+    err = run(st, stmt(st, durable ? ST_SYNC_FULL : ST_SYNC_NORMAL), "setting synchronous");
+    if (!err)
+        st->durable = durable;
+    return err;
+}
+
 static int begin(struct store *st, const char *doing)
 {
     return run(st, stmt(st, ST_BEGIN_IMMEDIATE), doing);
@@ -578,6 +600,9 @@ static int upsert_entry(struct store *st, const struct store_disc_entry *e)
 int store_disc_put(struct store *st, const struct store_disc_entry *e, int64_t now,
                    bool *created)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     bool fresh = false;
     if (!e || !is_lower_hex_pk(e->public_key))
         return fail_invalid(st, "discovery entry public key");
@@ -638,6 +663,9 @@ int store_disc_get(struct store *st, const char *public_key, int64_t now, char *
 
 int store_disc_delete(struct store *st, const char *public_key)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     if (!is_lower_hex_pk(public_key))
         return fail_invalid(st, "discovery entry public key");
     sqlite3_stmt *s = stmt(st, ST_DISC_DELETE);
@@ -673,6 +701,9 @@ int store_disc_list_clients(struct store *st, int64_t now, store_visit_text_fn v
 
 int store_disc_expire(struct store *st, int64_t now, int64_t *removed)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_DISC_EXPIRE);
     sqlite3_bind_int64(s, 1, now);
     int err = run(st, s, "expiring discovery entries");
@@ -710,6 +741,9 @@ static bool is_one_json_value(const char *text)
 
 int store_setting_set(struct store *st, const char *name, const char *json_text, int64_t now)
 {
+    int sync_err = set_durable(st, true);
+    if (sync_err)
+        return sync_err;
     if (!name || !*name)
         return fail_invalid(st, "setting name");
     if (!json_text || !is_one_json_value(json_text))
@@ -770,6 +804,9 @@ static int check_peer(struct store *st, const struct store_peer *p)
 
 int store_peer_add(struct store *st, const struct store_peer *peer)
 {
+    int sync_err = set_durable(st, true);
+    if (sync_err)
+        return sync_err;
     int err = check_peer(st, peer);
     if (err)
         return err;
@@ -793,6 +830,9 @@ int store_peer_add(struct store *st, const struct store_peer *peer)
 
 int store_peer_remove(struct store *st, const char *public_key)
 {
+    int sync_err = set_durable(st, true);
+    if (sync_err)
+        return sync_err;
     if (!is_lower_hex_pk(public_key))
         return fail_invalid(st, "peer public key");
     sqlite3_stmt *s = stmt(st, ST_PEER_REMOVE);
@@ -805,6 +845,9 @@ int store_peer_remove(struct store *st, const char *public_key)
 
 int store_peer_remove_source(struct store *st, enum store_peer_source source, int64_t *removed)
 {
+    int sync_err = set_durable(st, true);
+    if (sync_err)
+        return sync_err;
     if ((unsigned)source > STORE_PEER_DISCOVERED)
         return fail_invalid(st, "peer source");
     const char *name = store_peer_source_name(source);
@@ -870,6 +913,9 @@ void store_get_fault_counts(const struct store *st, uint64_t out[STORE_FAULT_OTH
 
 int store_samples_put(struct store *st, int64_t at, const struct store_sample *samples, size_t n)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     for (size_t i = 0; i < n; i++)
         if (!samples[i].name || !*samples[i].name)
             return fail_invalid(st, "sample name");
@@ -888,6 +934,9 @@ int store_samples_put(struct store *st, int64_t at, const struct store_sample *s
 
 int store_samples_expire(struct store *st, int64_t before, int64_t *removed)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_SAMPLE_EXPIRE);
     sqlite3_bind_int64(s, 1, before);
     int err = run(st, s, "expiring metric samples");
@@ -980,6 +1029,9 @@ int store_route_setup_get(struct store *st, int64_t id, store_visit_route_setup_
 
 int store_route_setup_add(struct store *st, const struct store_route_setup *r, int64_t *id)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_ADD);
     bind_text(s, 1, r->requester, strlen(r->requester));
     bind_text(s, 2, r->source, strlen(r->source));
@@ -999,6 +1051,9 @@ int store_route_setup_add(struct store *st, const struct store_route_setup *r, i
 int store_route_setup_event(struct store *st, int64_t id, const char *state, int64_t at_ms,
                             const char *detail)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_EVENT_ADD);
     sqlite3_bind_int64(s, 1, id);
     bind_text(s, 2, state, strlen(state));
@@ -1010,6 +1065,9 @@ int store_route_setup_event(struct store *st, int64_t id, const char *state, int
 int store_route_setup_set_state(struct store *st, int64_t id, const char *state,
                                 const char *error, int64_t at_ms, bool finished)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_STATE);
     sqlite3_bind_int64(s, 1, id);
     bind_text(s, 2, state, strlen(state));
@@ -1026,6 +1084,9 @@ int store_route_setup_set_state(struct store *st, int64_t id, const char *state,
 
 int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *removed)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_EXPIRE_EVENTS);
     sqlite3_bind_int64(s, 1, before_ms);
     int err = run(st, s, "expiring route setup events");
@@ -1042,6 +1103,9 @@ int store_route_setup_expire(struct store *st, int64_t before_ms, int64_t *remov
 int store_route_setup_abandon(struct store *st, int64_t at_ms, const char *error,
                               int64_t *abandoned)
 {
+    int sync_err = set_durable(st, false);
+    if (sync_err)
+        return sync_err;
     int err = begin(st, "abandoning unfinished route setups");
     if (!err) {
         sqlite3_stmt *s = stmt(st, ST_ROUTE_SETUP_ABANDON_EVENTS);

@@ -33,6 +33,7 @@ struct simvisor {
     uint32_t next_id;              /* last id handed out */
     int conns;                     /* port-136 conns open now */
     int conns_total;
+    int conns_reset;               /* port-136 conns that ended by a reset, not a FIN */
     int reserve_asks;              /* ReserveIDs calls received */
     int reserve_calls;             /* ... and answered with ids */
     uint8_t reserved_need;
@@ -149,8 +150,9 @@ static inline void sv_on_close(dmsg_conn *c, int err, void *ctx)
     struct simvisor_conn *sc = ctx;
 
     (void)c;
-    (void)err;
     sc->v->conns--;
+    if (err == DMSG_ERESET)
+        sc->v->conns_reset++;
     free(sc);
 }
 

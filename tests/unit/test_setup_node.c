@@ -399,7 +399,7 @@ Test(setup_node, route_setup_off_refuses_at_once_and_a_runtime_toggle_serves)
         cr_assert_eq(dmsg_conn_write(r.conn, r.out, n, NULL, NULL), 0);
     }
     run_until(&r.replied, 5000);
-    cr_assert_str_eq(r.error, "route setup: disabled on this server");
+    cr_assert_str_eq(r.error, "disabled on this server");
 
     /* Off: new requests are refused at once. */
     memset(&r, 0, sizeof r);
@@ -532,6 +532,40 @@ Test(setup_node, a_visor_closing_mid_setup_gives_an_error)
              hex);
     cr_assert_str_eq(r.error, want);
     assert_nothing_left(w.all, 3);
+    stop_all(w.all, 3);
+}
+
+/* A setup that fails while visors still accept their streams (here a hop nobody can reach,
+ * found after A and I were dialed) closes those streams with a FIN: a reference visor ends its
+ * whole DMSG session when a stream is reset under its accept, so a requester must not be able
+ * to knock third-party visors off the network by naming them next to a bad key. */
+Test(setup_node, a_failed_setup_closes_visor_streams_without_resetting_them)
+{
+    static struct world w;
+    static struct sv_request r;
+    dmsg_pk nobody;
+    dmsg_sk nobody_sk;
+    dmsg_rng rng = dmsg_rng_system();
+
+    world_start(&w, true);
+    world_route(&w, true);
+    cr_assert_eq(dmsg_keypair_generate(&nobody, &nobody_sk, &rng), 0);
+    w.hops[0][1].to = nobody;   /* A -> I -> nobody */
+    w.hops[1][0].from = nobody; /* nobody -> I -> A */
+    dmsg_route_addr src = {.pk = w.a.id.pk, .port = 49153}, dst = {.pk = nobody, .port = 1};
+    dmsg_route_desc_pack(w.route.desc, &src, &dst);
+    for (int round = 0; round < 5; round++) {
+        memset(&r, 0, sizeof r);
+        r.route = &w.route;
+        request_and_wait(&w.a, DMSG_SETUP_NODE_PORT, &r, 8000);
+        cr_assert(r.replied);
+        cr_assert(strstr(r.error, "entry is not found in discovery") != NULL, "%s", r.error);
+        assert_nothing_left(w.all, 3);
+    }
+    cr_assert_eq(w.i.conns_total, 5, "I accepted each stream: it was not reset under the accept");
+    cr_assert_eq(w.a.conns_total, 5);
+    cr_assert_eq(w.i.conns_reset + w.a.conns_reset, 0, "visor streams end with a FIN");
+    cr_assert_not(w.i.closed || w.a.closed);
     stop_all(w.all, 3);
 }
 
@@ -947,7 +981,7 @@ Test(setup_node, the_global_in_flight_cap_turns_requests_away_at_once)
     second.route = &w.route;
     request_and_wait(&w.a, DMSG_SETUP_NODE_PORT, &second, 1000);
     cr_assert(second.replied);
-    cr_assert_str_eq(second.error, "route setup: too many requests in flight");
+    cr_assert_str_eq(second.error, "too many requests in flight");
     run_until(&first.closed, 5000);
     cr_assert_not(first.replied, "the stalled one ends at its deadline");
     w.i.mode = SIMVISOR_NORMAL;
