@@ -8,7 +8,7 @@
  * it through dmsg/httpd.h), so handlers read and change daemon state without locks.
  *
  * Layer 4: reaches the services only through their headers (server.h, relay.h, mesh.h,
- * store.h, metrics.h). */
+ * store.h, metrics.h, dmsgd_own.h). */
 #ifndef DMSGD_API_ADMIN_H
 #define DMSGD_API_ADMIN_H
 

@@ -6,6 +6,7 @@
 #include "api.h"
 #include "dmsg/error.h"
 #include "dmsgd.h"
+#include "dmsgd_own.h"
 #include "mesh.h"
 #include "netaddr.h"
 #include "relay.h"
@@ -262,6 +263,7 @@ void api_get_session(struct api_req *r)
     struct session_streams ss = {.s = fs.row.s};
     if (r->d->relay)
         relay_foreach_link(r->d->relay, collect_link, &ss);
+    dmsgd_own_foreach_stream(r->d, collect_link, &ss);
     if (ss.n > 1)
         qsort(ss.links, ss.n, sizeof *ss.links, by_id);
     json_t *streams = json_array();

@@ -1,9 +1,11 @@
-/* GET /v1/streams: the streams the server relays, filtered and paged by id. */
+/* GET /v1/streams: the streams the server relays and those its own services hold (path
+ * "service"), filtered and paged by id; both kinds draw ids from the relay's sequence. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "dmsgd.h"
+#include "dmsgd_own.h"
 #include "relay.h"
 #include "validate.h"
 
@@ -125,6 +127,7 @@ void api_list_streams(struct api_req *r)
     struct stream_rows sr = {.f = &f};
     if (r->d->relay)
         relay_foreach_link(r->d->relay, collect, &sr);
+    dmsgd_own_foreach_stream(r->d, collect, &sr);
     if (sr.failed) {
         free(sr.rows);
         api_problem(r, API_P_INTERNAL_ERROR, 0, NULL, "out of memory listing streams");

@@ -12,10 +12,10 @@ const struct ctl_noun noun_streams = {
     .description =
         "Lists open streams, oldest first: who dialed whom on which DMSG ports, how\n"
         "the stream goes (local: both ends are clients of this server; mesh: one end\n"
-        "is reached through a peer server; service: this server answers itself,\n"
-        "route setup on port 36 or health on port 80), its state (pending: waiting\n"
-        "for the responder; relaying; closing), its age and idle time, and the bytes\n"
-        "relayed in each direction.\n",
+        "is reached through a peer server; service: this server's route setup node,\n"
+        "requests to it on port 36 and its dials to visors' port 136), its state\n"
+        "(pending: waiting for the responder; relaying; closing), its age and idle\n"
+        "time, and the bytes relayed in each direction (encrypted stream bytes).\n",
     .options = "--session PK\tonly streams with this key at either end\n"
                "--path PATH\tonly local, mesh or service streams\n"
                "--limit N\tat most N streams (default: all)\n",

@@ -89,6 +89,14 @@ static bool route_setup_on(void *ctx)
     return d->route_setup_enabled;
 }
 
+static uint64_t next_link_id(void *ctx)
+{
+    struct dmsgd *d = ctx;
+
+    /* The node dials only while serving a stream the relay handed over: the relay exists. */
+    return d->relay != NULL ? relay_next_link_id(d->relay) : 0;
+}
+
 int dmsgd_own_start(struct dmsgd *d)
 {
     struct setup_node_limits lim;
@@ -104,6 +112,7 @@ int dmsgd_own_start(struct dmsgd *d)
     hooks.route_to = route_to;
     hooks.on_report = on_report;
     hooks.enabled = route_setup_on;
+    hooks.next_link_id = next_link_id;
     setup_limits(d, &lim);
     return setup_node_init(&d->loop, &d->identity, &lim, &hooks, &d->setup_node);
 }
@@ -137,6 +146,30 @@ uint16_t dmsgd_own_service(void *ctx, const struct relay_own_request *req)
     default:
         return DMSG_WIRE_REQ_NO_LISTENER;
     }
+}
+
+void dmsgd_own_foreach_stream(const struct dmsgd *d,
+                              void (*fn)(const struct relay_link_info *info, void *arg),
+                              void *arg)
+{
+    if (d->setup_node != NULL)
+        setup_node_foreach_stream(d->setup_node, fn, arg);
+}
+
+static void count_one(const struct relay_link_info *info, void *arg)
+{
+    uint64_t *n = arg;
+
+    (void)info;
+    (*n)++;
+}
+
+uint64_t dmsgd_own_stream_count(const struct dmsgd *d)
+{
+    uint64_t n = 0;
+
+    dmsgd_own_foreach_stream(d, count_one, &n);
+    return n;
 }
 
 void dmsgd_own_close(struct dmsgd *d)

@@ -12,6 +12,7 @@
 #include "admin.h"
 #include "dmsg/error.h"
 #include "dmsgd.h"
+#include "dmsgd_own.h"
 #include "mesh.h"
 #include "relay.h"
 #include "server.h"
@@ -199,6 +200,9 @@ static void collect_relay(const struct dmsgd *d, struct metrics_snapshot *s)
                 s->streams_failed[mp][reason] += ps.failed[p][c];
         }
     }
+    /* The relay lets go of a stream it hands to a service: the services count their own,
+     * the same set /v1/streams lists. */
+    s->streams[MP_SERVICE] += dmsgd_own_stream_count(d);
 }
 
 static int add_peer(void *user, const struct mesh_peer_info *p)

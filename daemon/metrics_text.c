@@ -194,7 +194,7 @@ static const struct family_doc docs[] = {
     {"dmsgd_connections_rejected_total", "TCP connections closed before a handshake."},
     {"dmsgd_handshakes_failed_total", "Noise handshakes that did not complete."},
     {"dmsgd_sessions_evicted_total", "Sessions closed by the server."},
-    {"dmsgd_streams", "Streams currently relaying."},
+    {"dmsgd_streams", "Streams currently relaying (service: held by the route setup node)."},
     {"dmsgd_streams_opened_total", "Streams that started relaying."},
     {"dmsgd_streams_failed_total",
      "Stream requests that failed (path none: before a path was chosen)."},

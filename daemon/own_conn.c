@@ -18,6 +18,14 @@ struct own_conn {
     void *ctx;
     dmsg_pk remote_pk;
     uint16_t remote_port;
+    uint16_t local_port;
+    bool dialed;                         /* we are the initiator (own_conn_dial) */
+    bool has_via_peer;                   /* the stream's session is a peer server's */
+    dmsg_pk via_peer;
+    /* For the admin API; bytes are those of the encrypted stream after the handshake, what a
+     * relay would count for the same stream. */
+    uint64_t opened_ms, last_active_ms;
+    uint64_t bytes_in, bytes_out;
     dmsg_noise_tx tx;
     dmsg_e2e_reader reader;
     uint8_t *early;                      /* bytes the dialer sent with its request */
@@ -52,6 +60,10 @@ static void on_kick_closed(uv_handle_t *h)
  * (the stream is then reset). */
 static int take_input(struct own_conn *c, const uint8_t *data, size_t len)
 {
+    if (len > 0) {
+        c->bytes_in += len;
+        c->last_active_ms = uv_now(c->kick.loop);
+    }
     while (len > 0 && !c->gone && c->st != NULL) {
         size_t used = 0, out_len = 0;
         int rc = dmsg_e2e_reader_feed(&c->reader, data, len, &used, c->plain, sizeof c->plain,
@@ -161,6 +173,18 @@ static uint16_t answer(struct own_conn *c, const dmsg_identity *id,
     return rc == 0 ? 0 : DMSG_WIRE_REQ_NO_LISTENER;
 }
 
+/* A stream whose session is not the remote end's own came through a peer server (the relay
+ * takes other sources' requests only from peers; the setup node dials through them). */
+static void note_opened(struct own_conn *c, const dmsg_session *s, uv_loop_t *loop)
+{
+    const dmsg_pk *holder = dmsg_session_remote_pk(s);
+
+    c->has_via_peer = holder != NULL && !dmsg_pk_equal(holder, &c->remote_pk);
+    if (c->has_via_peer)
+        c->via_peer = *holder;
+    c->opened_ms = c->last_active_ms = uv_now(loop);
+}
+
 uint16_t own_conn_accept(uv_loop_t *loop, const dmsg_identity *id,
                          const struct relay_own_request *req,
                          const struct own_conn_callbacks *cb, void *ctx, struct own_conn **out)
@@ -193,6 +217,8 @@ uint16_t own_conn_accept(uv_loop_t *loop, const dmsg_identity *id,
     c->ctx = ctx;
     c->remote_pk = req->src_pk;
     c->remote_port = req->src_port;
+    c->local_port = req->dst_port;
+    note_opened(c, req->session, loop);
     uv_timer_init(loop, &c->kick);
     c->kick.data = c;
     if (c->early_len > 0)
@@ -222,6 +248,10 @@ int own_conn_write(struct own_conn *c, const uint8_t *data, size_t len)
     if (rc == 0)
         rc = dmsg_stream_write(c->st, out, out_len, NULL, NULL);
     free(out);
+    if (rc == 0) {
+        c->bytes_out += out_len;
+        c->last_active_ms = uv_now(c->kick.loop);
+    }
     return rc;
 }
 
@@ -254,6 +284,36 @@ const dmsg_pk *own_conn_remote_pk(const struct own_conn *c)
 uint16_t own_conn_remote_port(const struct own_conn *c)
 {
     return c->remote_port;
+}
+
+static enum relay_link_phase phase_of(const struct own_conn *c)
+{
+    if (c->closing)
+        return RELAY_LINK_CLOSING;
+    return c->on_dialed != NULL ? RELAY_LINK_PENDING : RELAY_LINK_RELAYING;
+}
+
+void own_conn_link_info(const struct own_conn *c, uint64_t id, const dmsg_pk *local_pk,
+                        struct relay_link_info *out)
+{
+    const dmsg_session *s = c->st != NULL ? dmsg_stream_session(c->st) : NULL;
+
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->path = RELAY_PATH_SERVICE;
+    out->src_pk = c->dialed ? *local_pk : c->remote_pk;
+    out->src_port = c->dialed ? c->local_port : c->remote_port;
+    out->dst_pk = c->dialed ? c->remote_pk : *local_pk;
+    out->dst_port = c->dialed ? c->remote_port : c->local_port;
+    out->has_via_peer = c->has_via_peer;
+    out->via_peer = c->via_peer;
+    out->phase = phase_of(c);
+    out->opened_ms = c->opened_ms;
+    out->last_active_ms = c->last_active_ms;
+    out->bytes_forward = c->dialed ? c->bytes_out : c->bytes_in;
+    out->bytes_reverse = c->dialed ? c->bytes_in : c->bytes_out;
+    out->ingress = c->dialed ? NULL : s;
+    out->egress = c->dialed ? s : NULL;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -407,6 +467,9 @@ int own_conn_dial(uv_loop_t *loop, const dmsg_identity *id, dmsg_session *via,
     }
     c->remote_pk = dst->pk;
     c->remote_port = dst->port;
+    c->local_port = src_port;
+    c->dialed = true;
+    note_opened(c, via, loop);
     c->cb = *cb;
     c->ctx = ctx;
     c->on_dialed = on_dialed;

@@ -58,4 +58,11 @@ size_t own_conn_write_queued(const struct own_conn *c);
 const dmsg_pk *own_conn_remote_pk(const struct own_conn *c);
 uint16_t own_conn_remote_port(const struct own_conn *c);
 
+/* The conn as the admin API lists streams: id is the owner's (relay_own_request.link_id, or
+ * relay_next_link_id for a dial), local_pk our key; path "service", pending while dialing,
+ * closing once our FIN or reset went out; bytes are those of the encrypted stream after the
+ * handshake, as the relay counts them. */
+void own_conn_link_info(const struct own_conn *c, uint64_t id, const dmsg_pk *local_pk,
+                        struct relay_link_info *out);
+
 #endif

@@ -835,6 +835,7 @@ static void serve_own_key(struct relay_link *l)
 
     if (r->hooks.own_service != NULL) {
         struct relay_own_request req = {
+            .link_id = l->id,
             .session = l->ingress,
             .stream = l->a.st,
             .raw = l->req.raw,
@@ -1198,6 +1199,11 @@ void relay_get_stats(const struct relay *r, struct relay_stats *out)
     memcpy(out->counters, r->counters, sizeof out->counters);
     out->bytes_forwarded = r->bytes_forwarded;
     out->links = r->n_links;
+}
+
+uint64_t relay_next_link_id(struct relay *r)
+{
+    return ++r->next_link_id;
 }
 
 void relay_get_path_stats(const struct relay *r, struct relay_path_stats *out)

@@ -76,7 +76,8 @@ enum relay_link_phase {
     RELAY_LINK_CLOSING
 };
 
-/* One relayed stream as the admin API lists it; valid during the call that hands it out. */
+/* One relayed stream as the admin API lists it (the own services list theirs in this shape
+ * too, path SERVICE); valid during the call that hands it out. */
 struct relay_link_info {
     uint64_t id;                          /* unique for the relay's lifetime, from 1 */
     dmsg_pk src_pk, dst_pk;               /* initiator and responder */
@@ -92,6 +93,7 @@ struct relay_link_info {
 
 /* A request to the server's own key handed to the in-process service hook. */
 struct relay_own_request {
+    uint64_t link_id;                     /* the stream's id: the service lists it under it */
     dmsg_session *session;                /* the ingress session */
     dmsg_stream *stream;                  /* the dialer's stream */
     const uint8_t *raw;                   /* the request SignedObject (valid during the call) */
@@ -184,6 +186,10 @@ void relay_accept_stream(struct relay *r, dmsg_session *s, struct relay_session 
                          dmsg_stream *st);
 
 void relay_get_stats(const struct relay *r, struct relay_stats *out);
+
+/* An id for a stream an in-process service opens itself, from the sequence relayed streams are
+ * numbered with: the admin API lists both kinds together, by id. */
+uint64_t relay_next_link_id(struct relay *r);
 
 /* Per-path totals for metrics; failed[path][counter] uses the RELAY_FAIL_* counters (and
  * RELAY_OWN_REFUSED) of the stream requests that failed on that path. */

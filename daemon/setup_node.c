@@ -27,6 +27,7 @@ struct sn_visor {
     struct sn_setup *setup;
     size_t index;                        /* in the plan */
     struct own_conn *conn;               /* NULL once gone */
+    uint64_t link_id;                    /* the admin API's id of conn */
     unsigned attempt;                    /* which route to it is being tried (route_to) */
     bool dialed;
     bool answered;                       /* the current phase's call came back */
@@ -65,6 +66,7 @@ struct sn_stream {
     struct sn_stream *next, *prev;
     struct own_conn *conn;
     struct sn_setup *setup;              /* the call being served */
+    uint64_t link_id;                    /* the admin API's id (the relay's) */
     bool eof;
     bool closing;
     bool polling;                        /* inside stream_poll: answers do not re-enter it */
@@ -83,6 +85,7 @@ struct setup_node {
     struct sn_stream *streams;
     struct sn_setup *setups;
     uint64_t next_id;
+    uint64_t next_link_id;               /* without hooks.next_link_id */
     uint32_t next_port;
     struct setup_node_stats stats;
     bool closing;
@@ -595,6 +598,8 @@ static int dial_visor(struct sn_visor *v)
         return DMSG_ENOTFOUND;
     if (timeout_ms > n->lim.dial_timeout_ms)
         timeout_ms = n->lim.dial_timeout_ms;
+    v->link_id = n->hooks.next_link_id != NULL ? n->hooks.next_link_id(n->hooks.ctx)
+                                               : ++n->next_link_id;
     rc = own_conn_dial(n->loop, n->id, via, &dst, next_src_port(n), timeout_ms, on_visor_dialed,
                        &visor_cb, v, &v->conn);
     if (rc == 0) {
@@ -865,6 +870,7 @@ uint16_t setup_node_accept(struct setup_node *n, const struct relay_own_request 
         return code;
     }
     s->idle_since_ms = uv_now(n->loop);
+    s->link_id = req->link_id;
     s->next = n->streams;
     if (s->next != NULL)
         s->next->prev = s;
@@ -932,6 +938,25 @@ void setup_node_set_limits(struct setup_node *n, const struct setup_node_limits 
 void setup_node_get_stats(const struct setup_node *n, struct setup_node_stats *out)
 {
     *out = n->stats;
+}
+
+void setup_node_foreach_stream(const struct setup_node *n,
+                               void (*fn)(const struct relay_link_info *info, void *arg),
+                               void *arg)
+{
+    struct relay_link_info info;
+
+    for (const struct sn_stream *s = n->streams; s != NULL; s = s->next) {
+        own_conn_link_info(s->conn, s->link_id, &n->id->pk, &info);
+        fn(&info, arg);
+    }
+    for (const struct sn_setup *su = n->setups; su != NULL; su = su->next)
+        for (size_t i = 0; su->visors != NULL && i < su->plan.nvisors; i++)
+            if (su->visors[i].conn != NULL) {
+                own_conn_link_info(su->visors[i].conn, su->visors[i].link_id, &n->id->pk,
+                                   &info);
+                fn(&info, arg);
+            }
 }
 
 static void maybe_free_node(struct setup_node *n)

@@ -65,6 +65,9 @@ struct setup_node_hooks {
     /* Whether new calls are served (the route setup toggle); NULL: always. A call on a stream
      * opened before the toggle went off gets an error; setups in flight finish. */
     bool (*enabled)(void *ctx);
+    /* The admin API's id for a stream the node dials (relay_next_link_id, so that ids are
+     * unique across relayed and served streams); NULL: the node numbers them itself. */
+    uint64_t (*next_link_id)(void *ctx);
 };
 
 struct setup_node_stats {
@@ -83,6 +86,15 @@ void setup_node_set_limits(struct setup_node *n, const struct setup_node_limits 
 uint16_t setup_node_accept(struct setup_node *n, const struct relay_own_request *req);
 
 void setup_node_get_stats(const struct setup_node *n, struct setup_node_stats *out);
+
+/* Calls fn for every open stream of the node, in the shape the relay lists its streams (path
+ * "service"): the requesters' port-36 streams (its id is the relay's, from the hand-over) and
+ * the dials to visors' port 136 while their setup holds them (a failed dial the node let go
+ * of, which only lingers until its FIN is answered, is not listed). fn must not close
+ * streams. */
+void setup_node_foreach_stream(const struct setup_node *n,
+                               void (*fn)(const struct relay_link_info *info, void *arg),
+                               void *arg);
 
 /* Resets every stream; the node is freed once they are gone (on_done, may be NULL, then runs,
  * possibly from inside this call). */

@@ -1089,3 +1089,307 @@ Test(setup_node, idle_streams_from_one_key_are_capped)
     cr_assert_eq(refused, N - 8, "2 setups x 4 streams are held, the rest refused");
     stop_all(w.all, 3);
 }
+
+/* ---- the setup node's streams in the admin API and the metrics ---- */
+
+struct http_body {
+    char buf[65536];
+    size_t len;
+};
+
+static size_t on_http_body(char *data, size_t size, size_t n, void *user)
+{
+    struct http_body *b = user;
+    size_t len = size * n, room = sizeof b->buf - 1 - b->len;
+
+    memcpy(b->buf + b->len, data, len < room ? len : room);
+    b->len += len < room ? len : room;
+    b->buf[b->len] = '\0';
+    return len;
+}
+
+/* GET on the admin socket of d; the loop runs while curl waits (one thread serves both). */
+static void admin_get(const char *path, struct http_body *body)
+{
+    char url[256], sock[160];
+    CURL *c = curl_easy_init();
+    CURLM *m = curl_multi_init();
+    long status = 0;
+    int running = 1;
+    uint64_t until = uv_hrtime() + 10000000000ull;
+
+    snprintf(url, sizeof url, "http://localhost%s", path);
+    snprintf(sock, sizeof sock, "%s/admin.sock", state_dir);
+    memset(body, 0, sizeof *body);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_http_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_multi_add_handle(m, c);
+    while (running && uv_hrtime() < until) {
+        curl_multi_perform(m, &running);
+        pump();
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(m, c);
+    curl_easy_cleanup(c);
+    curl_multi_cleanup(m);
+    cr_assert_eq(status, 200, "GET %s: %ld %s", path, status, body->buf);
+}
+
+static json_t *admin_get_json(const char *path)
+{
+    static struct http_body body;
+    json_error_t err;
+    json_t *j;
+
+    admin_get(path, &body);
+    j = json_loads(body.buf, 0, &err);
+    cr_assert_not_null(j, "GET %s: %s", path, err.text);
+    return j;
+}
+
+static bool end_is(json_t *end, const dmsg_pk *pk, int port)
+{
+    char hex[DMSG_PK_HEX_LEN + 1];
+
+    dmsg_pk_to_hex(pk, hex);
+    return strcmp(json_string_value(json_object_get(end, "public_key")), hex) == 0 &&
+           (port < 0 || json_integer_value(json_object_get(end, "port")) == port);
+}
+
+/* The row whose responder is pk:port, or NULL. */
+static json_t *row_to(json_t *list, const dmsg_pk *pk, int port)
+{
+    size_t i;
+    json_t *row;
+
+    json_array_foreach(json_object_get(list, "streams"), i, row)
+        if (end_is(json_object_get(row, "responder"), pk, port))
+            return row;
+    return NULL;
+}
+
+static json_int_t streams_total(const char *query)
+{
+    char path[256];
+    json_t *j;
+    json_int_t total;
+
+    snprintf(path, sizeof path, "/v1/streams%s", query);
+    j = admin_get_json(path);
+    total = json_integer_value(json_object_get(j, "total"));
+    cr_assert_eq((json_int_t)json_array_size(json_object_get(j, "streams")), total,
+                 "one page holds them all");
+    json_decref(j);
+    return total;
+}
+
+static uint64_t service_gauge(void)
+{
+    static struct metrics_snapshot snap;
+
+    metrics_collect(d.metrics, &snap);
+    return snap.streams[MP_SERVICE];
+}
+
+/* The requester's port-36 stream and one dial per visor, while the setup waits on a stalled
+ * intermediary: listed as path "service" with their two ends, and counted by the gauge. */
+static void assert_setup_streams_listed(struct world *w)
+{
+    const struct simvisor *visors[3] = {&w->a, &w->i, &w->b};
+    char hex[DMSG_PK_HEX_LEN + 1], query[128];
+    json_t *all = admin_get_json("/v1/streams?path=service"), *row;
+    size_t i;
+
+    cr_assert_eq(json_integer_value(json_object_get(all, "total")), 4, "%s",
+                 json_dumps(all, 0));
+    row = row_to(all, &d.identity.pk, DMSG_SETUP_NODE_PORT);
+    cr_assert_not_null(row, "the requester's stream");
+    cr_assert(end_is(json_object_get(row, "initiator"), &w->a.id.pk, -1));
+    cr_assert_gt(json_integer_value(json_object_get(json_object_get(row, "initiator"), "port")),
+                 0);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "path")), "service");
+    cr_assert_str_eq(json_string_value(json_object_get(row, "state")), "relaying");
+    cr_assert(json_is_null(json_object_get(row, "via_peer")));
+    cr_assert_gt(json_integer_value(json_object_get(row, "bytes_forward")), 0, "the call");
+    for (size_t k = 0; k < 3; k++) {
+        row = row_to(all, &visors[k]->id.pk, DMSG_VISOR_SETUP_PORT);
+        cr_assert_not_null(row, "the dial to visor %zu", k);
+        cr_assert(end_is(json_object_get(row, "initiator"), &d.identity.pk, -1));
+        cr_assert_geq(json_integer_value(json_object_get(json_object_get(row, "initiator"),
+                                                         "port")), 49153);
+        cr_assert_str_eq(json_string_value(json_object_get(row, "path")), "service");
+        cr_assert_str_eq(json_string_value(json_object_get(row, "state")), "relaying");
+        cr_assert(json_is_null(json_object_get(row, "via_peer")));
+        cr_assert_gt(json_integer_value(json_object_get(row, "bytes_forward")), 0, "ReserveIDs");
+    }
+    cr_assert_gt(json_integer_value(json_object_get(row_to(all, &w->a.id.pk, 136),
+                                                    "bytes_reverse")), 0, "A answered");
+    cr_assert_eq(json_integer_value(json_object_get(row_to(all, &w->i.id.pk, 136),
+                                                    "bytes_reverse")), 0, "I stalls");
+    /* Ids are distinct (the relay's sequence) and the list is ordered by them. */
+    for (i = 1; i < 4; i++)
+        cr_assert_lt(json_integer_value(json_object_get(json_array_get(
+                         json_object_get(all, "streams"), i - 1), "id")),
+                     json_integer_value(json_object_get(json_array_get(
+                         json_object_get(all, "streams"), i), "id")));
+    json_decref(all);
+
+    cr_assert_eq(streams_total(""), 4, "no relayed stream besides them");
+    cr_assert_eq(streams_total("?path=local"), 0);
+    cr_assert_eq(streams_total("?path=mesh"), 0);
+    dmsg_pk_to_hex(&w->a.id.pk, hex);
+    snprintf(query, sizeof query, "?pk=%s", hex);
+    cr_assert_eq(streams_total(query), 2, "A's request and the dial to A");
+    dmsg_pk_to_hex(&w->i.id.pk, hex);
+    snprintf(query, sizeof query, "?pk=%s&path=service", hex);
+    cr_assert_eq(streams_total(query), 1);
+    {
+        json_t *p1 = admin_get_json("/v1/streams?limit=3"), *p2;
+        char next[64];
+        cr_assert_eq(json_array_size(json_object_get(p1, "streams")), 3);
+        cr_assert_eq(json_integer_value(json_object_get(p1, "total")), 4);
+        snprintf(next, sizeof next, "/v1/streams?limit=3&after=%lld",
+                 (long long)json_integer_value(json_object_get(p1, "next")));
+        p2 = admin_get_json(next);
+        cr_assert_eq(json_array_size(json_object_get(p2, "streams")), 1);
+        cr_assert(json_is_null(json_object_get(p2, "next")));
+        json_decref(p1);
+        json_decref(p2);
+    }
+    /* The session's own view lists what runs on it: A's request and the dial to A. */
+    {
+        char path[160];
+        json_t *s;
+        dmsg_pk_to_hex(&w->a.id.pk, hex);
+        snprintf(path, sizeof path, "/v1/sessions/%s", hex);
+        s = admin_get_json(path);
+        cr_assert_eq(json_array_size(json_object_get(s, "streams")), 2, "%s", json_dumps(s, 0));
+        json_decref(s);
+    }
+    cr_assert_eq(service_gauge(), 4);
+}
+
+Test(setup_node, a_setup_in_flight_shows_its_streams_in_the_api_and_the_gauge)
+{
+    static struct world w;
+    static struct sv_request r;
+    struct setup_node_limits lim;
+    struct setup_node_stats st;
+    struct http_body text;
+
+    world_start(&w, true);
+    setup_node_limits_default(&lim);
+    lim.deadline_ms = 6000;
+    setup_node_set_limits(d.setup_node, &lim);
+    world_route(&w, true);
+    w.i.mode = SIMVISOR_STALL;
+    cr_assert_eq(streams_total("?path=service"), 0);
+    cr_assert_eq(service_gauge(), 0);
+    memset(&r, 0, sizeof r);
+    r.route = &w.route;
+    simvisor_request(&w.a, &d.identity.pk, DMSG_SETUP_NODE_PORT, &r);
+    for (unsigned t = 0; t < 25000; t++) {
+        setup_node_get_stats(d.setup_node, &st);
+        if (st.visor_conns == 3 && w.a.reserve_calls == 1 && w.b.reserve_calls == 1 &&
+            w.i.conns == 1)
+            break;
+        pump();
+    }
+    cr_assert_eq(st.in_flight, 1);
+    cr_assert_eq(st.visor_conns, 3, "every visor dialed");
+    assert_setup_streams_listed(&w);
+    admin_get("/metrics", &text);
+    cr_assert_not_null(strstr(text.buf, "dmsgd_streams{path=\"service\"} 4\n"), "%s", text.buf);
+
+    /* At the deadline the setup ends: nothing of it is listed or counted. */
+    run_until(&r.closed, 10000);
+    cr_assert(r.closed);
+    assert_nothing_left(w.all, 3);
+    for (unsigned t = 0; t < 15000; t++) {
+        setup_node_get_stats(d.setup_node, &st);
+        if (st.streams == 0)
+            break;
+        pump();
+    }
+    cr_assert_eq(st.streams, 0, "the requester's stream is gone");
+    cr_assert_eq(streams_total("?path=service"), 0);
+    cr_assert_eq(streams_total(""), 0);
+    cr_assert_eq(service_gauge(), 0);
+    stop_all(w.all, 3);
+}
+
+/* Across the mesh: A (the requester) and B sit on the second server, so A's stream and the
+ * dials to A and B go through that peer and name it; the dial to I, on this server, does not. */
+Test(setup_node, service_streams_through_a_peer_name_it)
+{
+    static struct world w;
+    static struct sv_request r;
+    struct setup_node_limits lim;
+    struct setup_node_stats st;
+    struct mesh_peer_info info;
+    char err[256], peer[DMSG_PK_HEX_LEN + 1];
+    const struct simvisor *via_peer[3] = {&w.a, &w.b, &w.i};
+    json_t *all, *row;
+
+    start_daemon(true);
+    start_daemon_in(&d2, state_dir2, false, &server2_ref);
+    d2_running = true;
+    cr_assert_eq(mesh_peer_add(d.mesh, &d2.identity.pk, server2_ref.address, NULL, &info, err,
+                               sizeof err), 0, "%s", err);
+    cr_assert_eq(mesh_peer_add(d2.mesh, &d.identity.pk, server_ref.address, NULL, &info, err,
+                               sizeof err), 0, "%s", err);
+    for (int t = 0; t < 25000 && (mesh_peers_up(d.mesh) == 0 || mesh_peers_up(d2.mesh) == 0); t++)
+        pump();
+    simvisor_start(&w.a, &d2.loop, NULL, &server2_ref);
+    simvisor_start(&w.b, &d2.loop, NULL, &server2_ref);
+    simvisor_start(&w.i, &d.loop, NULL, &server_ref);
+    w.all[0] = &w.a;
+    w.all[1] = &w.b;
+    w.all[2] = &w.i;
+    wait_sessions(w.all, 3);
+    setup_node_limits_default(&lim);
+    lim.deadline_ms = 6000;
+    setup_node_set_limits(d.setup_node, &lim);
+    world_route(&w, true);
+    w.i.mode = SIMVISOR_STALL;
+    memset(&r, 0, sizeof r);
+    r.route = &w.route;
+    simvisor_request(&w.a, &d.identity.pk, DMSG_SETUP_NODE_PORT, &r);
+    for (unsigned t = 0; t < 50000; t++) {
+        setup_node_get_stats(d.setup_node, &st);
+        if (st.visor_conns == 3 && w.a.reserve_calls == 1 && w.b.reserve_calls == 1 &&
+            w.i.conns == 1)
+            break;
+        pump();
+    }
+    cr_assert_eq(st.visor_conns, 3, "every visor dialed");
+
+    all = admin_get_json("/v1/streams?path=service");
+    cr_assert_eq(json_integer_value(json_object_get(all, "total")), 4, "%s", json_dumps(all, 0));
+    dmsg_pk_to_hex(&d2.identity.pk, peer);
+    row = row_to(all, &d.identity.pk, DMSG_SETUP_NODE_PORT);
+    cr_assert_not_null(row);
+    cr_assert(end_is(json_object_get(row, "initiator"), &w.a.id.pk, -1));
+    cr_assert_str_eq(json_string_value(json_object_get(row, "via_peer")), peer);
+    for (size_t k = 0; k < 3; k++) {
+        row = row_to(all, &via_peer[k]->id.pk, DMSG_VISOR_SETUP_PORT);
+        cr_assert_not_null(row, "the dial to visor %zu", k);
+        if (k < 2)
+            cr_assert_str_eq(json_string_value(json_object_get(row, "via_peer")), peer);
+        else
+            cr_assert(json_is_null(json_object_get(row, "via_peer")), "I is on this server");
+    }
+    json_decref(all);
+    cr_assert_eq(service_gauge(), 4);
+
+    run_until(&r.closed, 10000);
+    cr_assert(r.closed);
+    assert_nothing_left(w.all, 3);
+    for (unsigned t = 0; t < 15000 && service_gauge() > 0; t++)
+        pump();
+    cr_assert_eq(streams_total("?path=service"), 0);
+    stop_all(w.all, 3);
+}
