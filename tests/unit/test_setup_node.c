@@ -1272,34 +1272,43 @@ static void assert_setup_streams_listed(struct world *w)
     cr_assert_eq(service_gauge(), 4);
 }
 
-Test(setup_node, a_setup_in_flight_shows_its_streams_in_the_api_and_the_gauge)
+/* A -> I -> B with I stalling and a deadline of 6 s: returns once all three visors hold the
+ * setup node's dial (A and B have answered ReserveIDs), the setup still in flight. */
+static void stall_setup_until_dialed(struct world *w, struct sv_request *r, unsigned spins)
 {
-    static struct world w;
-    static struct sv_request r;
     struct setup_node_limits lim;
     struct setup_node_stats st;
-    struct http_body text;
 
-    world_start(&w, true);
     setup_node_limits_default(&lim);
     lim.deadline_ms = 6000;
     setup_node_set_limits(d.setup_node, &lim);
-    world_route(&w, true);
-    w.i.mode = SIMVISOR_STALL;
-    cr_assert_eq(streams_total("?path=service"), 0);
-    cr_assert_eq(service_gauge(), 0);
-    memset(&r, 0, sizeof r);
-    r.route = &w.route;
-    simvisor_request(&w.a, &d.identity.pk, DMSG_SETUP_NODE_PORT, &r);
-    for (unsigned t = 0; t < 25000; t++) {
+    world_route(w, true);
+    w->i.mode = SIMVISOR_STALL;
+    memset(r, 0, sizeof *r);
+    r->route = &w->route;
+    simvisor_request(&w->a, &d.identity.pk, DMSG_SETUP_NODE_PORT, r);
+    for (unsigned t = 0; t < spins; t++) {
         setup_node_get_stats(d.setup_node, &st);
-        if (st.visor_conns == 3 && w.a.reserve_calls == 1 && w.b.reserve_calls == 1 &&
-            w.i.conns == 1)
+        if (st.visor_conns == 3 && w->a.reserve_calls == 1 && w->b.reserve_calls == 1 &&
+            w->i.conns == 1)
             break;
         pump();
     }
     cr_assert_eq(st.in_flight, 1);
     cr_assert_eq(st.visor_conns, 3, "every visor dialed");
+}
+
+Test(setup_node, a_setup_in_flight_shows_its_streams_in_the_api_and_the_gauge)
+{
+    static struct world w;
+    static struct sv_request r;
+    struct setup_node_stats st;
+    struct http_body text;
+
+    world_start(&w, true);
+    cr_assert_eq(streams_total("?path=service"), 0);
+    cr_assert_eq(service_gauge(), 0);
+    stall_setup_until_dialed(&w, &r, 25000);
     assert_setup_streams_listed(&w);
     admin_get("/metrics", &text);
     cr_assert_not_null(strstr(text.buf, "dmsgd_streams{path=\"service\"} 4\n"), "%s", text.buf);
@@ -1327,8 +1336,6 @@ Test(setup_node, service_streams_through_a_peer_name_it)
 {
     static struct world w;
     static struct sv_request r;
-    struct setup_node_limits lim;
-    struct setup_node_stats st;
     struct mesh_peer_info info;
     char err[256], peer[DMSG_PK_HEX_LEN + 1];
     const struct simvisor *via_peer[3] = {&w.a, &w.b, &w.i};
@@ -1350,22 +1357,7 @@ Test(setup_node, service_streams_through_a_peer_name_it)
     w.all[1] = &w.b;
     w.all[2] = &w.i;
     wait_sessions(w.all, 3);
-    setup_node_limits_default(&lim);
-    lim.deadline_ms = 6000;
-    setup_node_set_limits(d.setup_node, &lim);
-    world_route(&w, true);
-    w.i.mode = SIMVISOR_STALL;
-    memset(&r, 0, sizeof r);
-    r.route = &w.route;
-    simvisor_request(&w.a, &d.identity.pk, DMSG_SETUP_NODE_PORT, &r);
-    for (unsigned t = 0; t < 50000; t++) {
-        setup_node_get_stats(d.setup_node, &st);
-        if (st.visor_conns == 3 && w.a.reserve_calls == 1 && w.b.reserve_calls == 1 &&
-            w.i.conns == 1)
-            break;
-        pump();
-    }
-    cr_assert_eq(st.visor_conns, 3, "every visor dialed");
+    stall_setup_until_dialed(&w, &r, 50000);
 
     all = admin_get_json("/v1/streams?path=service");
     cr_assert_eq(json_integer_value(json_object_get(all, "total")), 4, "%s", json_dumps(all, 0));
