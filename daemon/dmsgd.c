@@ -27,6 +27,7 @@
 #define LOCK_FILE_NAME "dmsgd.lock"
 #define DRAIN_POLL_MS 100
 #define HOUSEKEEPING_MS 60000 /* retention is counted in minutes at the finest */
+#define CHECKPOINT_MS 1000
 #define FD_RESERVE 64 /* fds kept for the store, listeners, logs and the admin API */
 
 #ifndef DMSGD_VERSION
@@ -535,6 +536,11 @@ int dmsgd_start(struct dmsgd *d, char *err, size_t err_cap)
     }
     start_signals(d);
     uv_timer_start(&d->housekeeping_timer, on_housekeeping, 0, HOUSEKEEPING_MS);
+    if (d->store != NULL &&
+        store_checkpointer_start(&d->checkpointer, &d->loop, d->store, &d->log,
+                                 CHECKPOINT_MS) != 0)
+        log_warn(&d->log, "WAL checkpoints stay inside commits", "error=\"%s\"",
+                 store_last_error(d->store)->message);
     d->phase = DMSGD_RUNNING;
     print_banner(d);
     start_registration(d);
@@ -641,6 +647,7 @@ static void finish_close(struct dmsgd *d)
         uv_close((uv_handle_t *)&d->drain_timer, on_handle_closed);
         uv_close((uv_handle_t *)&d->housekeeping_timer, on_handle_closed);
     }
+    store_checkpointer_close(&d->checkpointer);
     log_info(&d->log, "stopped", NULL);
 }
 

@@ -17,6 +17,7 @@
 #include "health_endpoint.h"
 #include "log.h"
 #include "registration.h"
+#include "store_checkpoint.h"
 
 struct store;
 struct server;
@@ -64,6 +65,7 @@ struct dmsgd {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     uv_timer_t housekeeping_timer;           /* retention of stored history */
+    struct store_checkpointer checkpointer;  /* WAL checkpoints off the loop */
     bool handles_open;
     uint64_t drain_started_ms;
     size_t sessions;                         /* last reported established count */

@@ -894,6 +894,16 @@ int store_peer_list(struct store *st, const enum store_peer_source *source,
     return rc == SQLITE_DONE ? 0 : fail(st, rc, "listing peers");
 }
 
+const char *store_path(const struct store *st)
+{
+    return st->path;
+}
+
+int store_disable_autocheckpoint(struct store *st)
+{
+    return exec(st, "PRAGMA wal_autocheckpoint = 0", "disabling automatic checkpoints");
+}
+
 int store_set_busy_timeout(struct store *st, int ms)
 {
     int previous = st->busy_timeout_ms;

@@ -148,6 +148,14 @@ int store_peer_list(struct store *st, const enum store_peer_source *source,
  * value. Waiting blocks the calling (loop) thread: background writes that may be dropped use 0. */
 int store_set_busy_timeout(struct store *st, int ms);
 
+/* The database file's path, as given to store_open. */
+const char *store_path(const struct store *st);
+
+/* Stops this connection from checkpointing the WAL inside its own commits (each checkpoint
+ * fsyncs, and this connection commits on the event loop); a store_checkpointer then does it
+ * from a worker thread. */
+int store_disable_autocheckpoint(struct store *st);
+
 /* ---- failure counts (metrics: dmsgd_store_errors_total) ---- */
 
 /* Failed SQLite operations since open, indexed by enum store_fault. */
