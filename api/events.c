@@ -207,6 +207,7 @@ static const char *session_down_reason(int err)
     case DMSG_EEXIST: return "replaced";
     case DMSG_EPERM: return "kicked";
     case DMSG_ETIMEOUT: return "timeout";
+    case DMSG_EGLITCH: return "glitches";
     default: return "error";
     }
 }

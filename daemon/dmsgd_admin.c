@@ -7,6 +7,7 @@
 #include "dmsg/error.h"
 #include "dmsgd.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "relay.h"
 #include "route_setup_setting.h"
 #include "store.h"
@@ -87,9 +88,25 @@ void dmsgd_admin_session_up(struct dmsgd *d, dmsg_session *s, struct relay_sessi
     admin_session_up(d->admin, s, rs);
 }
 
+/* One line per session the glitch budget ended, naming what it did (the server's own close line
+ * only has the error). */
+static void log_glitch_close(const struct dmsgd *d, const dmsg_session *s)
+{
+    char pk[DMSG_PK_HEX_LEN + 1], addr[64], kinds[96];
+
+    dmsg_pk_to_hex(dmsg_session_remote_pk(s), pk);
+    netaddr_format(dmsg_session_remote_addr(s), addr, sizeof addr);
+    dmsg_glitch_kinds_format(dmsg_session_glitch_kinds(s), kinds, sizeof kinds);
+    log_warn(&d->log, "session closed: glitch budget crossed",
+             "remote_pk=%s remote_addr=%s glitches=%s threshold=%u window_ms=%u", pk, addr, kinds,
+             (unsigned)DMSG_GLITCH_THRESHOLD, (unsigned)DMSG_GLITCH_WINDOW_MS);
+}
+
 void dmsgd_admin_session_closed(void *ctx, dmsg_session *s, struct relay_session *rs, int err)
 {
     struct dmsgd *d = ctx;
+    if (err == DMSG_EGLITCH)
+        log_glitch_close(d, s);
     metrics_session_down(d->metrics, err);
     admin_session_down(d->admin, s, rs, err);
 }

@@ -102,6 +102,8 @@ void metrics_session_down(struct metrics *m, int err)
         m->evicted[ME_IDLE]++;
     else if (err == DMSG_ELIMIT)
         m->evicted[ME_SLOW_READER]++;
+    else if (err == DMSG_EGLITCH)
+        m->evicted[ME_GLITCHES]++;
 }
 
 void metrics_route_setup_started(struct metrics *m)
@@ -141,6 +143,7 @@ static void collect_server(const struct dmsgd *d, struct metrics_snapshot *s)
     s->rejected[MR_PENDING] = st.counters[SERVER_REJECTED_PENDING];
     s->rejected[MR_PER_IP] = st.counters[SERVER_REJECTED_IP];
     s->rejected[MR_DRAINING] = st.counters[SERVER_REJECTED_DRAINING];
+    s->rejected[MR_IP_RATE] = st.counters[SERVER_REJECTED_RATE];
     s->handshakes_failed[MH_TIMEOUT] = st.handshake_failures[SERVER_HS_TIMEOUT];
     s->handshakes_failed[MH_INVALID] = st.handshake_failures[SERVER_HS_INVALID];
     s->handshakes_failed[MH_CLOSED] = st.handshake_failures[SERVER_HS_CLOSED];
@@ -270,6 +273,7 @@ void metrics_collect(struct metrics *m, struct metrics_snapshot *s)
     s->evicted[ME_KICKED] = m->evicted[ME_KICKED];
     s->evicted[ME_IDLE] = m->evicted[ME_IDLE];
     s->evicted[ME_SLOW_READER] = m->evicted[ME_SLOW_READER];
+    s->evicted[ME_GLITCHES] = m->evicted[ME_GLITCHES];
     collect_relay(d, s);
     if (d->mesh)
         mesh_peer_list(d->mesh, add_peer, s);

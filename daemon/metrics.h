@@ -23,9 +23,11 @@ struct dmsgd;
 struct metrics;
 
 enum metrics_kind { METRICS_CLIENT = 0, METRICS_PEER, METRICS_KIND_COUNT };
-enum metrics_reject { MR_FULL = 0, MR_PENDING, MR_PER_IP, MR_DRAINING, MR_COUNT };
+enum metrics_reject { MR_FULL = 0, MR_PENDING, MR_PER_IP, MR_DRAINING, MR_IP_RATE, MR_COUNT };
 enum metrics_handshake { MH_TIMEOUT = 0, MH_INVALID, MH_CLOSED, MH_COUNT };
-enum metrics_evict { ME_REPLACED = 0, ME_KICKED, ME_IDLE, ME_SLOW_READER, ME_COUNT };
+enum metrics_evict {
+    ME_REPLACED = 0, ME_KICKED, ME_IDLE, ME_SLOW_READER, ME_GLITCHES, ME_COUNT
+};
 enum metrics_path { MP_LOCAL = 0, MP_MESH, MP_SERVICE, MP_NONE, MP_COUNT };
 enum metrics_fail {
     MF_RATE = 0, MF_PENDING, MF_REQUEST_TIMEOUT, MF_INVALID_REQUEST, MF_SIGNATURE,

@@ -12,9 +12,11 @@ const double metrics_rs_bucket_bounds[METRICS_RS_BUCKETS] = {
 };
 
 static const char *const kind_names[METRICS_KIND_COUNT] = {"client", "peer"};
-static const char *const reject_names[MR_COUNT] = {"full", "pending", "per_ip", "draining"};
+static const char *const reject_names[MR_COUNT] = {"full", "pending", "per_ip", "draining",
+                                                    "ip_rate"};
 static const char *const handshake_names[MH_COUNT] = {"timeout", "invalid", "closed"};
-static const char *const evict_names[ME_COUNT] = {"replaced", "kicked", "idle", "slow_reader"};
+static const char *const evict_names[ME_COUNT] = {"replaced", "kicked", "idle", "slow_reader",
+                                                   "glitches"};
 static const char *const path_names[MP_COUNT] = {"local", "mesh", "service", "none"};
 static const char *const fail_names[MF_COUNT] = {
     "rate", "pending", "request_timeout", "invalid_request", "signature", "source_key",

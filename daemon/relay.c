@@ -375,6 +375,25 @@ static void maybe_free_link(struct relay_link *l)
     }
 }
 
+/* Abuse by the dialer (threats.md DROP+g). A peer's session is exempt: it carries the requests
+ * of another server's clients, each already held to a client's budget there, so one abusive
+ * client must not cost every client of that server its mesh link. */
+static void glitch(const struct relay_link *l, dmsg_glitch_kind kind)
+{
+    if (l->ingress == NULL || l->rs == NULL || l->rs->is_peer)
+        return;
+    dmsg_session_glitch(l->ingress, kind);
+}
+
+/* Failures only a broken or hostile dialer causes; honest clients meet the others (an unknown
+ * destination, a refusal, a timeout, a bad timestamp from a skewed clock). */
+static bool is_abuse(enum relay_counter why)
+{
+    return why == RELAY_FAIL_DECRYPT || why == RELAY_FAIL_OBJECT_SIZE ||
+           why == RELAY_FAIL_INVALID_REQUEST || why == RELAY_FAIL_SIGNATURE ||
+           why == RELAY_FAIL_SOURCE_KEY;
+}
+
 /* Every establishment failure: the dialer's stream is closed at once (FIN), as is the stream
  * towards the destination; both are reset if they linger. */
 static void link_fail(struct relay_link *l, enum relay_counter why)
@@ -395,6 +414,8 @@ static void link_fail(struct relay_link *l, enum relay_counter why)
                   relay_counter_name(why), src[0] ? src : "-", (unsigned)l->req.src.port,
                   dst[0] ? dst : "-", (unsigned)l->req.dst.port);
     }
+    if (is_abuse(why))
+        glitch(l, DMSG_GLITCH_BAD_REQUEST);
     side_fin(&l->a);
     side_fin(&l->b);
     start_linger(l, r->lim.linger_ms < FAILURE_LINGER_MS ? r->lim.linger_ms : FAILURE_LINGER_MS);
@@ -1063,6 +1084,8 @@ static void on_a_close(dmsg_stream *st, int err, void *ctx)
 
     (void)st;
     a->st = NULL;
+    if (l->state == LINK_READING && err == DMSG_ERESET)
+        glitch(l, DMSG_GLITCH_EARLY_RESET); /* Rapid Reset: SYN, RST, no request read */
     if (l->state == LINK_READING || l->state == LINK_AWAITING)
         link_fail(l, RELAY_FAIL_DIALER_GONE);
     else if (l->state == LINK_RELAYING)
@@ -1112,6 +1135,18 @@ static bool take_token(struct relay *r, struct relay_session *rs)
     return true;
 }
 
+/* A refusal at the session's caps is cheap, but a dialer that keeps pushing past them is
+ * flooding (threats.md Y3); peers are exempt as in glitch(). */
+static void refuse_over_cap(struct relay *r, dmsg_session *s, const struct relay_session *rs,
+                            dmsg_stream *st, enum relay_counter why)
+{
+    count(r, why);
+    r->paths.failed[RELAY_PATH_NONE][why]++;
+    dmsg_stream_reset(st);
+    if (!rs->is_peer)
+        dmsg_session_glitch(s, DMSG_GLITCH_OVER_CAP);
+}
+
 void relay_accept_stream(struct relay *r, dmsg_session *s, struct relay_session *rs,
                          dmsg_stream *st)
 {
@@ -1123,15 +1158,11 @@ void relay_accept_stream(struct relay *r, dmsg_session *s, struct relay_session 
         return;
     }
     if (!take_token(r, rs)) {
-        count(r, RELAY_FAIL_RATE);
-        r->paths.failed[RELAY_PATH_NONE][RELAY_FAIL_RATE]++;
-        dmsg_stream_reset(st);
+        refuse_over_cap(r, s, rs, st, RELAY_FAIL_RATE);
         return;
     }
     if (rs->pending >= r->lim.max_pending_requests * (rs->is_peer ? PEER_BUDGET_FACTOR : 1)) {
-        count(r, RELAY_FAIL_PENDING);
-        r->paths.failed[RELAY_PATH_NONE][RELAY_FAIL_PENDING]++;
-        dmsg_stream_reset(st);
+        refuse_over_cap(r, s, rs, st, RELAY_FAIL_PENDING);
         return;
     }
     l = calloc(1, sizeof *l);

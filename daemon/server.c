@@ -6,10 +6,15 @@
 
 #include "dmsg/error.h"
 #include "dmsg/rng.h"
+#include "ip_rate.h"
 #include "keymap.h"
 #include "netaddr.h"
 
 enum ss_state { SS_PENDING, SS_ESTABLISHED };
+
+/* Addresses with no connection left whose handshake bucket is still refilling. Forgetting one
+ * early only hands that address a fresh burst, so past this many the oldest goes first. */
+#define IP_LINGER_MAX 4096u
 
 /* Admission counts of one client address. */
 struct ip_entry {
@@ -17,6 +22,9 @@ struct ip_entry {
     uint8_t key_len;
     uint32_t pending;
     uint32_t established;
+    struct ip_rate_bucket bucket;    /* charged only under load */
+    bool lingering;                  /* unused, kept for its bucket: on the linger list */
+    struct ip_entry *linger_prev, *linger_next;
 };
 
 struct server_session {
@@ -51,6 +59,9 @@ struct server {
 
     struct keymap by_pk;             /* pk -> established server_session */
     struct keymap by_ip;             /* ip key -> ip_entry */
+    struct ip_entry *linger_head, *linger_tail; /* oldest first */
+    uint32_t n_lingering;
+    struct ip_rate_load load;
     struct server_session *sessions; /* every session, pending or established */
     uint32_t n_pending, n_established;
     uint64_t counters[SERVER_COUNTER_COUNT];
@@ -63,6 +74,7 @@ static const char *const counter_names[SERVER_COUNTER_COUNT] = {
     [SERVER_REJECTED_PENDING] = "rejected_pending",
     [SERVER_REJECTED_IP] = "rejected_ip",
     [SERVER_REJECTED_DRAINING] = "rejected_draining",
+    [SERVER_REJECTED_RATE] = "rejected_rate",
     [SERVER_ACCEPT_ERRORS] = "accept_errors",
     [SERVER_HANDSHAKES_OK] = "handshakes_ok",
     [SERVER_HANDSHAKES_FAILED] = "handshakes_failed",
@@ -89,19 +101,71 @@ static size_t ip_key_of(const struct sockaddr_storage *sa, uint8_t key[17])
     return n + 1;
 }
 
-static struct ip_entry *ip_acquire(struct server *srv, const struct sockaddr_storage *sa)
+static void linger_append(struct server *srv, struct ip_entry *e)
+{
+    e->lingering = true;
+    e->linger_next = NULL;
+    e->linger_prev = srv->linger_tail;
+    if (srv->linger_tail != NULL)
+        srv->linger_tail->linger_next = e;
+    else
+        srv->linger_head = e;
+    srv->linger_tail = e;
+    srv->n_lingering++;
+}
+
+static void linger_unlink(struct server *srv, struct ip_entry *e)
+{
+    if (!e->lingering)
+        return;
+    if (e->linger_prev != NULL)
+        e->linger_prev->linger_next = e->linger_next;
+    else
+        srv->linger_head = e->linger_next;
+    if (e->linger_next != NULL)
+        e->linger_next->linger_prev = e->linger_prev;
+    else
+        srv->linger_tail = e->linger_prev;
+    e->linger_prev = e->linger_next = NULL;
+    e->lingering = false;
+    srv->n_lingering--;
+}
+
+static void ip_free(struct server *srv, struct ip_entry *e)
+{
+    linger_unlink(srv, e);
+    keymap_remove_if(&srv->by_ip, e->key, e->key_len, e);
+    free(e);
+}
+
+/* Frees lingering entries whose buckets refilled. The list is in release order, which is close
+ * to refill order (a bucket refills at most 250 ms after its last charge), so stopping at the
+ * first one still refilling keeps this O(1) per call at the price of a short overstay. */
+static void linger_sweep(struct server *srv, uint64_t now)
+{
+    while (srv->linger_head != NULL &&
+           (srv->n_lingering > IP_LINGER_MAX ||
+            ip_rate_bucket_full(&srv->linger_head->bucket, now)))
+        ip_free(srv, srv->linger_head);
+}
+
+static struct ip_entry *ip_acquire(struct server *srv, const struct sockaddr_storage *sa,
+                                   uint64_t now)
 {
     uint8_t key[17];
     size_t key_len = ip_key_of(sa, key);
     struct ip_entry *e = keymap_get(&srv->by_ip, key, key_len);
 
-    if (e != NULL)
+    if (e != NULL) {
+        linger_unlink(srv, e);
         return e;
+    }
     e = calloc(1, sizeof *e);
     if (e == NULL)
         return NULL;
     memcpy(e->key, key, key_len);
     e->key_len = (uint8_t)key_len;
+    ip_rate_bucket_init(&e->bucket, now);
     if (keymap_put(&srv->by_ip, e->key, e->key_len, e) != 0) {
         free(e);
         return NULL;
@@ -109,12 +173,42 @@ static struct ip_entry *ip_acquire(struct server *srv, const struct sockaddr_sto
     return e;
 }
 
+/* An address without connections is forgotten, unless forgetting it would refill its bucket
+ * early: a client that opens and drops handshakes must not get a new burst each time. */
 static void ip_release_if_unused(struct server *srv, struct ip_entry *e)
 {
-    if (e == NULL || e->pending != 0 || e->established != 0)
-        return;
-    keymap_remove_if(&srv->by_ip, e->key, e->key_len, e);
-    free(e);
+    uint64_t now = uv_now(srv->loop);
+
+    if (e != NULL && e->pending == 0 && e->established == 0) {
+        if (ip_rate_bucket_full(&e->bucket, now))
+            ip_free(srv, e);
+        else
+            linger_append(srv, e);
+    }
+    linger_sweep(srv, now);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Load (threats.md N7): pending handshakes are fed on every change, so a dip is never missed. */
+
+static bool load_update(struct server *srv)
+{
+    return ip_rate_load_update(&srv->load, srv->n_pending, srv->lim.max_pending_handshakes,
+                               uv_now(srv->loop));
+}
+
+static void pending_add(struct server *srv, struct ip_entry *ip)
+{
+    srv->n_pending++;
+    ip->pending++;
+    load_update(srv);
+}
+
+static void pending_sub(struct server *srv, struct ip_entry *ip)
+{
+    srv->n_pending--;
+    ip->pending--;
+    load_update(srv);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -186,8 +280,7 @@ static int on_session_ready(dmsg_session *s, void *ctx)
     char addr[64];
     int rc;
 
-    srv->n_pending--;
-    ss->ip->pending--;
+    pending_sub(srv, ss->ip);
     ss->pk = *dmsg_session_remote_pk(s);
     if (srv->draining || srv->closing_sessions) {
         srv->counters[SERVER_REJECTED_DRAINING]++;
@@ -235,8 +328,7 @@ static void on_session_close(dmsg_session *s, int err, void *ctx)
 
     (void)s;
     if (ss->state == SS_PENDING) {
-        srv->n_pending--;
-        ss->ip->pending--;
+        pending_sub(srv, ss->ip);
         srv->counters[SERVER_HANDSHAKES_FAILED]++;
         srv->handshake_failures[err == DMSG_ETIMEOUT                      ? SERVER_HS_TIMEOUT
                                 : err == DMSG_ECLOSED || err == DMSG_EIO ? SERVER_HS_CLOSED
@@ -305,6 +397,13 @@ static int admission(const struct server *srv, const struct ip_entry *ip)
     return -1;
 }
 
+/* Charges a connection that passed every cap to its address, under load only (threats.md N7):
+ * last, so that a connection refused for another reason costs its address nothing. */
+static bool rate_allows(struct server *srv, struct ip_entry *ip)
+{
+    return !load_update(srv) || ip_rate_bucket_take(&ip->bucket, uv_now(srv->loop));
+}
+
 static void reject(struct server *srv, uv_tcp_t *tcp, int why, const struct sockaddr_storage *sa)
 {
     char addr[64];
@@ -330,8 +429,7 @@ static void start_session(struct server *srv, uv_tcp_t *tcp, struct ip_entry *ip
     ss->srv = srv;
     ss->ip = ip;
     ss->state = SS_PENDING;
-    ip->pending++;
-    srv->n_pending++;
+    pending_add(srv, ip);
     list_add(srv, ss);
     uv_tcp_nodelay(tcp, 1);
     rc = dmsg_session_accept(srv->loop, tcp, srv->identity, &srv->lim.session, &session_callbacks,
@@ -339,8 +437,7 @@ static void start_session(struct server *srv, uv_tcp_t *tcp, struct ip_entry *ip
     if (rc != 0) {
         srv->counters[SERVER_ACCEPT_ERRORS]++;
         log_warn(srv->log, "cannot start a session", "err=\"%s\"", dmsg_strerror(rc));
-        ip->pending--;
-        srv->n_pending--;
+        pending_sub(srv, ip);
         list_remove(srv, ss);
         free(ss);
         ip_release_if_unused(srv, ip);
@@ -385,13 +482,15 @@ static void on_connection(uv_stream_t *listener, int status)
         reject(srv, tcp, why, &sa);
         return;
     }
-    ip = ip_acquire(srv, &sa);
+    ip = ip_acquire(srv, &sa, uv_now(srv->loop));
     if (ip == NULL) {
         srv->counters[SERVER_ACCEPT_ERRORS]++;
         uv_close((uv_handle_t *)tcp, on_rejected_closed);
         return;
     }
     why = admission(srv, ip);
+    if (why < 0 && !rate_allows(srv, ip))
+        why = SERVER_REJECTED_RATE;
     if (why >= 0) {
         ip_release_if_unused(srv, ip);
         reject(srv, tcp, why, &sa);
@@ -420,6 +519,7 @@ int server_init(uv_loop_t *loop, const dmsg_identity *identity, const struct ser
     if (hooks != NULL)
         srv->hooks = *hooks;
     srv->log = log;
+    ip_rate_load_init(&srv->load, uv_now(loop));
     if (keymap_init(&srv->by_pk, &rng) != 0 || keymap_init(&srv->by_ip, &rng) != 0) {
         keymap_free(&srv->by_pk);
         free(srv);
@@ -595,6 +695,8 @@ static void maybe_free(struct server *srv)
         return;
     on_done = srv->on_done;
     arg = srv->on_done_arg;
+    while (srv->linger_head != NULL)
+        ip_free(srv, srv->linger_head);
     keymap_free(&srv->by_pk);
     keymap_free(&srv->by_ip);
     free(srv);

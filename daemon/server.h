@@ -2,8 +2,9 @@
  *
  * Admission happens before any handshake work: a new TCP connection is closed at once when the
  * server is draining, when established plus pending sessions reach the hard cap, when pending
- * handshakes reach their global cap, or when its IP address is over its pending or established
- * cap. The handshake runs under the session layer's absolute deadline.
+ * handshakes reach their global cap, when its IP address is over its pending or established
+ * cap, or, while the server is under handshake load, when its IP address is over its handshake
+ * rate (ip_rate.h). The handshake runs under the session layer's absolute deadline.
  *
  * The table is keyed by the client's public key, and the newest session wins: the old session
  * is closed and its entry replaced; a session only ever removes its own entry. One key may
@@ -58,6 +59,7 @@ enum server_counter {
     SERVER_REJECTED_PENDING,          /* global pending-handshake cap */
     SERVER_REJECTED_IP,               /* per-IP caps */
     SERVER_REJECTED_DRAINING,
+    SERVER_REJECTED_RATE,             /* per-IP handshake rate, under load only */
     SERVER_ACCEPT_ERRORS,             /* accept() failed (EMFILE …) */
     SERVER_HANDSHAKES_OK,
     SERVER_HANDSHAKES_FAILED,         /* includes deadline expiry */

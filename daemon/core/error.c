@@ -32,6 +32,7 @@ static const char *const messages[] = {
     [-DMSG_EEXIST] = "already exists",
     [-DMSG_EPERM] = "not permitted",
     [-DMSG_EWIRE] = "rejected by DMSG verification",
+    [-DMSG_EGLITCH] = "too many protocol glitches",
 };
 
 const char *dmsg_strerror(int err)

@@ -15,6 +15,7 @@ void dmsg_session_config_default(dmsg_session_config *cfg)
     cfg->write_timeout_ms = 10000;
     cfg->max_write_queue = 4u << 20;
     cfg->accept_proxy_header = true;
+    cfg->glitch_threshold = DMSG_GLITCH_THRESHOLD;
 }
 
 static bool config_valid(const dmsg_session_config *cfg)
@@ -282,6 +283,7 @@ static dmsg_session *session_new(uv_loop_t *loop, dmsg_session_role role,
     s->ctx = ctx;
     s->timer_due = UINT64_MAX;
     s->stats.started_ms = uv_now(loop);
+    dmsg_glitch_init(&s->glitch, cfg->glitch_threshold, DMSG_GLITCH_WINDOW_MS, uv_now(loop));
     return s;
 }
 
@@ -395,6 +397,39 @@ int dmsg_session_goaway(dmsg_session *s)
         return err;
     session_flush(s);
     return 0;
+}
+
+/* The session ends only once its GOAWAY went out: a peer told why stops retrying at once, and a
+ * close right away would drop the frame whenever a write is in flight. Reading stops meanwhile so
+ * the abuser makes no more work; a peer that never reads meets the write timeout instead. */
+static void glitch_close(dmsg_session *s)
+{
+    uint8_t frame[DMSG_YAMUX_HDR_LEN];
+
+    dmsg_yamux_goaway(&s->ymx, DMSG_YAMUX_GOAWAY_PROTO_ERROR, frame);
+    if (session_queue_bytes(s, frame, sizeof frame) != 0) {
+        session_fail(s, DMSG_EGLITCH);
+        return;
+    }
+    s->glitch_close_at = s->stats.bytes_out + s->out_bytes;
+    session_read_stop(s);
+    s->read_paused = false;
+    session_flush(s);
+}
+
+bool dmsg_session_glitch(dmsg_session *s, dmsg_glitch_kind kind)
+{
+    if (s->state != DMSG_SESSION_OPEN || !s->ymx_live || s->closing)
+        return false;
+    if (!dmsg_glitch_add(&s->glitch, kind, session_now(s)))
+        return false;
+    glitch_close(s);
+    return true;
+}
+
+uint32_t dmsg_session_glitch_kinds(const dmsg_session *s)
+{
+    return s->glitch.kinds_seen;
 }
 
 int dmsg_session_seal_object(dmsg_session *s, const uint8_t *obj, size_t len, uint8_t *out,

@@ -57,6 +57,20 @@ static void stream_acked(dmsg_stream *st)
     }
 }
 
+/* Keepalives come seconds apart; pings closer than this are a flood (threats.md Y7), each
+ * answered but counted. */
+#define PING_MIN_INTERVAL_MS 1000
+
+static void ping_glitch(dmsg_session *s)
+{
+    uint64_t now = session_now(s);
+    bool flood = s->last_ping_ms != 0 && now - s->last_ping_ms < PING_MIN_INTERVAL_MS;
+
+    s->last_ping_ms = now;
+    if (flood)
+        dmsg_session_glitch(s, DMSG_GLITCH_PING);
+}
+
 static int handle_event(dmsg_session *s, const dmsg_yamux_event *ev)
 {
     dmsg_stream *st = ev->user;
@@ -88,6 +102,8 @@ static int handle_event(dmsg_session *s, const dmsg_yamux_event *ev)
         s->stats.last_rtt_ms = ev->rtt_ms;
         return 0;
     case DMSG_YAMUX_EV_PING:    /* answered at the end of this read: promptly */
+        ping_glitch(s);
+        return queue_reply(s, ev);
     case DMSG_YAMUX_EV_REFUSED: /* the RST for a SYN over the caps */
         return queue_reply(s, ev);
     default: /* GOAWAY(0): yamux now fails our opens; existing streams go on */
@@ -98,7 +114,8 @@ static int handle_event(dmsg_session *s, const dmsg_yamux_event *ev)
 static void yamux_input(dmsg_session *s, const uint8_t *p, size_t n)
 {
     uint64_t now = session_now(s);
-    while (!s->closing) {
+    /* Past the glitch budget the rest of the read is dropped: only the GoAway is still due. */
+    while (!s->closing && s->glitch_close_at == 0) {
         size_t used;
         dmsg_yamux_event ev;
         int err = dmsg_yamux_feed(&s->ymx, p, n, now, &used, &ev);

@@ -10,6 +10,7 @@
 #ifndef DMSG_SESSION_INTERNAL_H
 #define DMSG_SESSION_INTERNAL_H
 
+#include "dmsg/glitch.h"
 #include "dmsg/session.h"
 
 /* Bytes handed to libuv per read (the buffer lives only during the read callback). */
@@ -139,6 +140,11 @@ struct dmsg_session {
     uint64_t timer_due;
 
     dmsg_session_stats stats;
+
+    /* abuse budget (dmsg/glitch.h) */
+    dmsg_glitch glitch;
+    uint64_t last_ping_ms;
+    uint64_t glitch_close_at; /* close once bytes_out reaches it (the GOAWAY is out); 0: none */
 };
 
 /* ---- session.c ----------------------------------------------------------------------------- */

@@ -195,6 +195,10 @@ static void on_write(uv_write_t *req, int status)
     s->hold--;
     if (s->closing)
         return;
+    if (s->glitch_close_at != 0 && s->stats.bytes_out >= s->glitch_close_at) {
+        session_fail(s, DMSG_EGLITCH); /* the GOAWAY is out */
+        return;
+    }
     if (s->read_paused && s->out_bytes < s->cfg.max_write_queue / 4) {
         s->read_paused = false;
         if (session_read_start(s) < 0)

@@ -37,7 +37,8 @@ enum dmsg_err {
     DMSG_EEXIST = -28,     /* already present */
     DMSG_EPERM = -29,      /* not permitted by policy */
     DMSG_EWIRE = -30,      /* the peer's object failed verification; see the wire error code */
-    DMSG_ELAST = -31
+    DMSG_EGLITCH = -31,    /* the peer crossed its glitch budget (dmsg/glitch.h) */
+    DMSG_ELAST = -32
 };
 
 /* A short, stable description of a DMSG_E* code; never NULL. */

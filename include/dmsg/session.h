@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "dmsg/cipher.h"
+#include "dmsg/glitch.h"
 #include "dmsg/noise.h"
 #include "dmsg/rng.h"
 #include "dmsg/yamux.h"
@@ -68,6 +69,8 @@ typedef struct dmsg_session_config {
                                      * connection: only for peers that are trusted proxies. A
                                      * header must be complete within 1 s of the accept; a
                                      * malformed one closes the session (DMSG_EPROTO/ETOOBIG) */
+    uint32_t glitch_threshold;      /* DMSG_GLITCH_THRESHOLD: weighted glitches a minute that end
+                                     * the session (dmsg_session_glitch); 0 = count only */
 } dmsg_session_config;
 /* Streams also honour cfg.yamux.stream_open_timeout_ms (our SYN not ACKed: the stream is reset,
  * on_close(DMSG_ETIMEOUT)) and stream_close_timeout_ms (our FIN sent, the peer's never came: the
@@ -154,6 +157,14 @@ void dmsg_session_set_ctx(dmsg_session *s, void *ctx);
  * seal: out gets u16 len || BE64 N || ct || tag. open: body is one frame without the prefix,
  * decrypted in place (*obj points into body). DMSG_ESTATE unless OPEN; else the noise errors
  * (DMSG_EINVAL small cap, DMSG_ETOOBIG, DMSG_ESHORT, DMSG_EMAC, DMSG_EREPLAY). */
+/* Adds one glitch (dmsg/glitch.h) to the session's budget. On the one that crosses it, the session
+ * sends GoAway(protocol error), stops reading and closes with DMSG_EGLITCH once that frame was
+ * written; true then. The session counts its peer's too-frequent pings itself. Owners exempt a
+ * session simply by not reporting its glitches. */
+bool dmsg_session_glitch(dmsg_session *s, dmsg_glitch_kind kind);
+/* The glitch kinds seen so far, bit (1 << kind), for the close log. */
+uint32_t dmsg_session_glitch_kinds(const dmsg_session *s);
+
 int dmsg_session_seal_object(dmsg_session *s, const uint8_t *obj, size_t len, uint8_t *out,
                              size_t cap, size_t *out_len);
 int dmsg_session_open_object(dmsg_session *s, uint8_t *body, size_t len, uint8_t **obj,

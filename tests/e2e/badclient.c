@@ -539,6 +539,7 @@ static void open_request_streams(struct conn *c, const struct identity *id,
 static void report_streams(const struct conn *c, uint64_t start, const char *liveness)
 {
     size_t rst = 0, fin = 0, accepted = 0, refused = 0, invalid = 0, hanging = 0, acked = 0;
+    size_t dropped = 0; /* still open when the server closed the whole session: ended with it */
     uint64_t max_ms = 0;
     unsigned first_code = 0;
 
@@ -554,7 +555,10 @@ static void report_streams(const struct conn *c, uint64_t start, const char *liv
         } else if (s->responded)
             invalid++;
         if (s->ended_ms == 0) {
-            hanging++;
+            if (c->eof)
+                dropped++;
+            else
+                hanging++;
             continue;
         }
         if (s->rst_rx)
@@ -566,8 +570,9 @@ static void report_streams(const struct conn *c, uint64_t start, const char *liv
     }
     printf("{\"streams\":%zu,\"acked\":%zu,\"rst\":%zu,\"fin\":%zu,\"accepted\":%zu,"
            "\"refused\":%zu,\"refusal_code\":%u,\"invalid_response\":%zu,\"hanging\":%zu,"
-           "\"max_end_ms\":%llu,\"session\":\"%s\",\"goaway\":%s,\"proto_error\":%s}\n",
-           c->n_streams, acked, rst, fin, accepted, refused, first_code, invalid, hanging,
+           "\"dropped\":%zu,\"max_end_ms\":%llu,\"session\":\"%s\",\"goaway\":%s,"
+           "\"proto_error\":%s}\n",
+           c->n_streams, acked, rst, fin, accepted, refused, first_code, invalid, hanging, dropped,
            (unsigned long long)max_ms, liveness, c->goaway ? "true" : "false",
            c->proto_error ? "true" : "false");
 }

@@ -261,16 +261,55 @@ class BadInput(E2ECase):
             self.assertIn("306", dialer.stderr_text())
         self.assertLess(secs, 5)
 
+    def glitch_closes(self):
+        return sum(1 for ln in self.d.proc.lines
+                   if 'msg="session closed: glitch budget crossed"' in ln)
+
     def test_ten_thousand_streams_at_once(self):
+        # Thousands of streams past the pending cap are a SYN flood (threats.md Y3): each refusal
+        # is a glitch, so the session ends with GoAway once the budget is spent; the streams
+        # still open then end with the session ("dropped"), none is left hanging on a live one.
         res = self.badclient("flood", str(FLOOD), "--dst", f"{self.epk}:9", deadline_ms=60000)
         self.assertEqual(res["streams"], FLOOD)
         self.assertEqual(res["hanging"], 0, "streams left open after the flood")
-        self.assertEqual(res["rst"] + res["fin"], FLOOD)
+        self.assertEqual(res["rst"] + res["fin"] + res["dropped"], FLOOD)
         self.assertEqual(res["invalid_response"], 0)
         self.assertIn(res["session"], ("alive", "closed"))
-        self.assertGreater(res["accepted"], 0, "not even the first streams were served")
+        if res["session"] == "closed":
+            self.assertTrue(res["goaway"], "closed without a GoAway")
+        else:
+            self.assertGreater(res["accepted"], 0, "not even the first streams were served")
         # Once the flood is over the echo listener still takes new streams.
         self.assertEqual(self.badclient("request", "--dst", f"{self.epk}:9")["accepted"], 1)
+
+    def test_forged_signature_burst_ends_the_session(self):
+        # 200 forged requests at once: 5 points each, the budget of 100 a minute is spent by the
+        # 20th; the rest of the burst is not even read. The canary (tearDown) is untouched.
+        before = self.glitch_closes()
+        res = self.badclient("flood", "200", "--dst", f"{self.epk}:9", "--forge-sig")
+        self.assertEqual(res["session"], "closed")
+        self.assertTrue(res["goaway"], "closed without a GoAway")
+        self.assertEqual(res["hanging"], 0)
+        self.assertEqual(res["accepted"] + res["refused"] + res["invalid_response"], 0)
+        self.assertTrue(harness.wait_until(lambda: self.glitch_closes() == before + 1, 3),
+                        "no glitch close logged")
+        line = [ln for ln in self.d.proc.lines
+                if 'msg="session closed: glitch budget crossed"' in ln][-1]
+        self.assertIn("glitches=bad_request", line)
+        self.assertIn("remote_addr=127.0.0.1:", line)
+        # The server still serves new sessions.
+        self.assertEqual(self.badclient("request", "--dst", f"{self.epk}:9")["accepted"], 1)
+
+    def test_honest_failures_are_no_glitches(self):
+        # 250 well-formed requests to a key nobody serves, within the rate limit (burst 300) and
+        # the pending cap (256): each fails as honest clients' dials do, and the session stays.
+        before = self.glitch_closes()
+        res = self.badclient("flood", "250")
+        self.assertEqual(res["session"], "alive")
+        self.assertFalse(res["goaway"])
+        self.assertEqual(res["hanging"], 0)
+        self.assertEqual(res["rst"] + res["fin"], 250)
+        self.assertEqual(self.glitch_closes(), before)
 
     # -- afterwards --------------------------------------------------------------------------
 

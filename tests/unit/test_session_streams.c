@@ -920,6 +920,7 @@ Test(limits, stalled_peer_hits_write_timeout)
     xk_vec_identities(&v, &w.sid, NULL);
     w.scfg.max_write_queue = 512u << 10; /* > pause mark + the replies to one 64 KiB read */
     w.scfg.write_timeout_ms = 300;
+    w.scfg.glitch_threshold = 0; /* else the ping flood ends as glitches first (next test) */
     w.on_close_hook = stop_on_server_close;
     raw r = {.after_hs = flood_after_hs, .hs = &v, .on_connected = raw_hs_connected,
              .on_rx = raw_hs_rx};
@@ -930,6 +931,67 @@ Test(limits, stalled_peer_hits_write_timeout)
     world_run(&w);
     cr_assert_eq(w.close_err[SIDE_SERVER], DMSG_ETIMEOUT, "%s",
                  dmsg_strerror(w.close_err[SIDE_SERVER]));
+    raw_close(&r);
+    world_fini(&w);
+    free(r.rx);
+    xk_vec_free(&v);
+}
+
+/* A peer that floods pings but reads (threats.md Y7): the pings count as glitches; at the
+ * threshold the server sends GoAway(protocol error) and closes with DMSG_EGLITCH. */
+typedef struct ping_flood_test {
+    size_t off;
+    uint32_t pongs;
+    bool goaway;
+    uint32_t goaway_code;
+} ping_flood_test;
+
+static void ping_flood_after_hs(raw *r)
+{
+    ping_flood_test *t = r->w->test;
+    if (t->off == 0) {
+        enum { N = 300 };
+        uint8_t pings[12 * N];
+        t->off = r->hs->msg_len[1];
+        for (uint32_t i = 0; i < N; i++)
+            put_frame(pings + 12 * i, DMSG_YAMUX_PING, DMSG_YAMUX_SYN, 0, i);
+        raw_send(r, pings, sizeof pings);
+    }
+    while (r->rx_len - t->off >= 12) {
+        dmsg_yamux_hdr h;
+        cr_assert_eq(dmsg_yamux_hdr_decode(r->rx + t->off, 12, &h), 0);
+        t->off += 12;
+        if (h.type == DMSG_YAMUX_PING && h.flags == DMSG_YAMUX_ACK)
+            t->pongs++;
+        if (h.type == DMSG_YAMUX_GOAWAY) {
+            t->goaway = true;
+            t->goaway_code = h.length;
+        }
+    }
+}
+
+Test(limits, ping_flood_is_a_glitch)
+{
+    xk_vec v;
+    xk_vec_load(&v, 0);
+    world w;
+    world_init(&w);
+    xk_vec_identities(&v, &w.sid, NULL);
+    ping_flood_test t = {0};
+    w.test = &t;
+    w.on_close_hook = stop_on_server_close;
+    raw r = {.after_hs = ping_flood_after_hs};
+    raw_hs_connect(&w, &r, &v);
+    world_run(&w);
+    cr_assert_eq(w.close_err[SIDE_SERVER], DMSG_EGLITCH, "%s",
+                 dmsg_strerror(w.close_err[SIDE_SERVER]));
+    /* Let the last bytes arrive, then look for the GoAway. */
+    for (int i = 0; i < 50 && !t.goaway; i++)
+        uv_run(&w.loop, UV_RUN_NOWAIT);
+    cr_assert(t.goaway, "no GoAway before the close (%u pongs)", t.pongs);
+    cr_assert_eq(t.goaway_code, DMSG_YAMUX_GOAWAY_PROTO_ERROR);
+    /* The first ping is free; from the second on each costs one point. */
+    cr_assert_leq(t.pongs, 101);
     raw_close(&r);
     world_fini(&w);
     free(r.rx);
