@@ -375,14 +375,19 @@ static void maybe_free_link(struct relay_link *l)
     }
 }
 
-/* Abuse by the dialer (threats.md DROP+g). A peer's session is exempt: it carries the requests
- * of another server's clients, each already held to a client's budget there, so one abusive
- * client must not cost every client of that server its mesh link. */
+/* Abuse by a dialer's session (threats.md DROP+g). A peer's session is exempt: it carries the
+ * requests of another server's clients, each already held to a client's budget there, so one
+ * abusive client must not cost every client of that server its mesh link. */
+static void session_glitch(dmsg_session *s, const struct relay_session *rs,
+                           dmsg_glitch_kind kind)
+{
+    if (s != NULL && rs != NULL && !rs->is_peer)
+        dmsg_session_glitch(s, kind);
+}
+
 static void glitch(const struct relay_link *l, dmsg_glitch_kind kind)
 {
-    if (l->ingress == NULL || l->rs == NULL || l->rs->is_peer)
-        return;
-    dmsg_session_glitch(l->ingress, kind);
+    session_glitch(l->ingress, l->rs, kind);
 }
 
 /* Failures only a broken or hostile dialer causes; honest clients meet the others (an unknown
@@ -1136,15 +1141,14 @@ static bool take_token(struct relay *r, struct relay_session *rs)
 }
 
 /* A refusal at the session's caps is cheap, but a dialer that keeps pushing past them is
- * flooding (threats.md Y3); peers are exempt as in glitch(). */
+ * flooding (threats.md Y3). */
 static void refuse_over_cap(struct relay *r, dmsg_session *s, const struct relay_session *rs,
                             dmsg_stream *st, enum relay_counter why)
 {
     count(r, why);
     r->paths.failed[RELAY_PATH_NONE][why]++;
     dmsg_stream_reset(st);
-    if (!rs->is_peer)
-        dmsg_session_glitch(s, DMSG_GLITCH_OVER_CAP);
+    session_glitch(s, rs, DMSG_GLITCH_OVER_CAP);
 }
 
 void relay_accept_stream(struct relay *r, dmsg_session *s, struct relay_session *rs,

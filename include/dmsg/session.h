@@ -152,11 +152,6 @@ const struct sockaddr_storage *dmsg_session_remote_addr(const dmsg_session *s);
 void *dmsg_session_ctx(const dmsg_session *s);
 void dmsg_session_set_ctx(dmsg_session *s, void *ctx);
 
-/* Session objects (StreamRequest/StreamResponse) are sealed with the session's keys: the hop's
- * send key and its one per-session counter shared by every stream; opened with the replay window.
- * seal: out gets u16 len || BE64 N || ct || tag. open: body is one frame without the prefix,
- * decrypted in place (*obj points into body). DMSG_ESTATE unless OPEN; else the noise errors
- * (DMSG_EINVAL small cap, DMSG_ETOOBIG, DMSG_ESHORT, DMSG_EMAC, DMSG_EREPLAY). */
 /* Adds one glitch (dmsg/glitch.h) to the session's budget. On the one that crosses it, the session
  * sends GoAway(protocol error), stops reading and closes with DMSG_EGLITCH once that frame was
  * written; true then. The session counts its peer's too-frequent pings itself. Owners exempt a
@@ -165,6 +160,11 @@ bool dmsg_session_glitch(dmsg_session *s, dmsg_glitch_kind kind);
 /* The glitch kinds seen so far, bit (1 << kind), for the close log. */
 uint32_t dmsg_session_glitch_kinds(const dmsg_session *s);
 
+/* Session objects (StreamRequest/StreamResponse) are sealed with the session's keys: the hop's
+ * send key and its one per-session counter shared by every stream; opened with the replay window.
+ * seal: out gets u16 len || BE64 N || ct || tag. open: body is one frame without the prefix,
+ * decrypted in place (*obj points into body). DMSG_ESTATE unless OPEN; else the noise errors
+ * (DMSG_EINVAL small cap, DMSG_ETOOBIG, DMSG_ESHORT, DMSG_EMAC, DMSG_EREPLAY). */
 int dmsg_session_seal_object(dmsg_session *s, const uint8_t *obj, size_t len, uint8_t *out,
                              size_t cap, size_t *out_len);
 int dmsg_session_open_object(dmsg_session *s, uint8_t *body, size_t len, uint8_t **obj,
